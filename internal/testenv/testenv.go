@@ -1,0 +1,61 @@
+// Package testenv finds the real Kafka and ClickHouse that
+// scripts/services.sh starts, for integration tests.
+//
+// A test that needs a service it cannot find is skipped on a developer's
+// laptop, but fails when SYNCGUARD_REQUIRE_SERVICES=1, which CI sets, so CI
+// can never pass by skipping.
+package testenv
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Environment variables that scripts/services.sh env prints.
+const (
+	EnvKafkaBrokers    = "SYNCGUARD_KAFKA_BROKERS"
+	EnvClickHouseAddr  = "SYNCGUARD_CLICKHOUSE_ADDR"
+	EnvRequireServices = "SYNCGUARD_REQUIRE_SERVICES"
+)
+
+// KafkaBrokers returns the brokers of the test Kafka, or skips t.
+func KafkaBrokers(t testing.TB) []string {
+	t.Helper()
+	addr := need(t, EnvKafkaBrokers, "Kafka")
+	return strings.Split(addr, ",")
+}
+
+// ClickHouseAddr returns the native-protocol address of the test
+// ClickHouse, or skips t.
+func ClickHouseAddr(t testing.TB) string {
+	t.Helper()
+	return need(t, EnvClickHouseAddr, "ClickHouse")
+}
+
+func need(t testing.TB, env, name string) string {
+	t.Helper()
+	addr := os.Getenv(env)
+	if addr == "" {
+		missing(t, "%s not set: run `eval \"$(scripts/services.sh env)\"` after `scripts/services.sh start` to test against the real %s", env, name)
+		return ""
+	}
+	first := strings.Split(addr, ",")[0]
+	conn, err := net.DialTimeout("tcp", first, 2*time.Second)
+	if err != nil {
+		missing(t, "%s at %s does not answer (%v): start it with scripts/services.sh start", name, first, err)
+		return ""
+	}
+	conn.Close()
+	return addr
+}
+
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(EnvRequireServices) == "1" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}

@@ -1,0 +1,43 @@
+package schemas
+
+// Topic suffixes. The full topic name is the configured prefix followed by
+// the suffix, so that several deployments can share one Kafka cluster.
+const (
+	// TopicRaw carries every accepted request as received: WhatsApp bodies
+	// byte for byte, and one record per accepted sync event. The key is the
+	// WhatsApp phone number id, or the sync device id.
+	TopicRaw = "raw"
+	// TopicMessages carries EncryptedMessage values keyed by message id.
+	TopicMessages = "messages"
+	// TopicStatuses carries Status values keyed by message id.
+	TopicStatuses = "statuses"
+	// TopicSync carries EncryptedMessage values of sync events keyed by
+	// device id.
+	TopicSync = "sync"
+	// TopicDLQ carries DeadLetter values: raw records the processors could
+	// not accept, with the reason.
+	TopicDLQ = "dlq"
+	// TopicAudit carries AuditEvent values keyed by their partition key
+	// (source address for ingest events, account for processor events).
+	TopicAudit = "audit"
+	// TopicAlerts carries Alert values keyed by rule and key.
+	TopicAlerts = "alerts"
+	// TopicControl is compacted and carries ControlRecord values keyed by
+	// "<kind>/<value>", so that the latest record per target wins.
+	TopicControl = "control"
+	// TopicKeys is compacted and carries WrappedKey values keyed by
+	// "<subject>/<key id>". Erasing a subject writes tombstones for its keys.
+	TopicKeys = "keys"
+)
+
+// AllTopics lists every topic suffix, for topic creation at start-up.
+var AllTopics = []string{
+	TopicRaw, TopicMessages, TopicStatuses, TopicSync, TopicDLQ,
+	TopicAudit, TopicAlerts, TopicControl, TopicKeys,
+}
+
+// CompactedTopics lists the suffixes that use cleanup.policy=compact.
+var CompactedTopics = map[string]bool{TopicControl: true, TopicKeys: true}
+
+// Topic returns the full name of the topic with the given suffix.
+func Topic(prefix, suffix string) string { return prefix + suffix }

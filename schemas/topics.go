@@ -28,16 +28,22 @@ const (
 	// TopicKeys is compacted and carries WrappedKey values keyed by
 	// "<subject>/<key id>". Erasing a subject writes tombstones for its keys.
 	TopicKeys = "keys"
+	// TopicDedupe is compacted and carries one marker per message id that a
+	// processor has routed, written in the same transaction as the output
+	// and in the same partition number as the raw record. A processor that
+	// takes over a raw partition reads the markers back to rebuild its
+	// deduplication state, so redeliveries stay dropped across restarts.
+	TopicDedupe = "dedupe"
 )
 
 // AllTopics lists every topic suffix, for topic creation at start-up.
 var AllTopics = []string{
 	TopicRaw, TopicMessages, TopicStatuses, TopicSync, TopicDLQ,
-	TopicAudit, TopicAlerts, TopicControl, TopicKeys,
+	TopicAudit, TopicAlerts, TopicControl, TopicKeys, TopicDedupe,
 }
 
 // CompactedTopics lists the suffixes that use cleanup.policy=compact.
-var CompactedTopics = map[string]bool{TopicControl: true, TopicKeys: true}
+var CompactedTopics = map[string]bool{TopicControl: true, TopicKeys: true, TopicDedupe: true}
 
 // Topic returns the full name of the topic with the given suffix.
 func Topic(prefix, suffix string) string { return prefix + suffix }

@@ -32,6 +32,11 @@ type EncryptedMessage struct {
 	ClientEncrypted bool   `json:"client_encrypted"`
 	ClientAlg       string `json:"client_alg,omitempty"`
 	ClientIV        string `json:"client_iv,omitempty"`
+	// Meta holds the fields of the message that are not content and stay in
+	// the clear, as a JSON object: media id, mime_type, sha256, voice,
+	// animated, reaction target, interactive reply id, button payload and
+	// context message id. Phone numbers inside it are pseudonyms.
+	Meta json.RawMessage `json:"meta,omitempty"`
 	// Errors holds the errors[] array of unsupported messages, as received.
 	Errors json.RawMessage `json:"errors,omitempty"`
 	// RequestID links back to the ingest request.

@@ -1,0 +1,263 @@
+package detectors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/schemas"
+)
+
+const (
+	// maxPollRecords bounds the audit records, and so the work, of one
+	// transaction.
+	maxPollRecords = 5000
+	// endTimeout bounds producing and committing one batch, which goes on
+	// after Run's context is cancelled so that a clean stop commits what
+	// it consumed.
+	endTimeout = 30 * time.Second
+	// abortBackoff is the pause after an aborted transaction, so that a
+	// persistent produce failure does not spin.
+	abortBackoff = time.Second
+)
+
+// Options configures New.
+type Options struct {
+	Config   Config
+	Kafka    kafkaclient.Config
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	// Now is the wall clock; nil means time.Now. Windows use event times,
+	// so the clock only stamps RaisedAt, bounds clock skew and detects
+	// idle partitions.
+	Now func() time.Time
+}
+
+// Engine reads the audit topic in a consumer group and writes the alerts
+// that Rules raises to the alerts topic. Each polled batch is one Kafka
+// transaction: the alerts it raised and its consumed offsets are committed
+// together, so no offset is committed before its alerts are durable.
+type Engine struct {
+	cfg     Config
+	kafka   kafkaclient.Config
+	log     *slog.Logger
+	rules   *Rules
+	metrics *metrics
+	ready   atomic.Bool
+}
+
+// New validates the configuration and returns an Engine with empty state.
+func New(opts Options) (*Engine, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Kafka.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{
+		cfg:     opts.Config,
+		kafka:   opts.Kafka,
+		log:     log,
+		rules:   newRules(opts.Config, m, opts.Now),
+		metrics: m,
+	}, nil
+}
+
+// Rules returns the rules that the engine feeds.
+func (e *Engine) Rules() *Rules { return e.rules }
+
+// Observe feeds one audit event to the rules without Kafka and returns the
+// alerts it raises.
+func (e *Engine) Observe(ev schemas.AuditEvent) []schemas.Alert { return e.rules.Observe(ev) }
+
+// Ready reports whether Run has joined Kafka and is consuming.
+func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// Run consumes the audit topic until ctx is cancelled. On cancellation it
+// stops fetching, finishes and commits the batch in progress, leaves the
+// group and returns nil. It returns an error when a transaction cannot be
+// ended, because the producer is then unusable.
+func (e *Engine) Run(ctx context.Context) error {
+	txnID := e.cfg.TransactionalID
+	if txnID == "" {
+		var err error
+		if txnID, err = randomTransactionalID(); err != nil {
+			return err
+		}
+	}
+	topic := e.kafka.Topic(schemas.TopicAudit)
+	sess, err := kgo.NewGroupTransactSession(e.clientOpts(topic, txnID)...)
+	if err != nil {
+		return fmt.Errorf("create detector kafka client: %w", err)
+	}
+	e.ready.Store(true)
+	e.log.Info("detector started", "group", e.cfg.Group, "topic", topic, "transactional_id", txnID)
+
+	// Shutdown order: the loop stops fetching, the batch in progress is
+	// produced and committed inside processBatch, then Close leaves the
+	// group and closes the client.
+	defer func() {
+		e.ready.Store(false)
+		sess.Close()
+		e.log.Info("detector stopped")
+	}()
+
+	for {
+		fetches := sess.PollRecords(ctx, maxPollRecords)
+		if fetches.IsClientClosed() {
+			return errors.New("detector kafka client closed while consuming")
+		}
+		e.logFetchErrors(fetches)
+		if fetches.NumRecords() > 0 {
+			if err := e.processBatch(ctx, sess, fetches); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (e *Engine) clientOpts(topic, txnID string) []kgo.Opt {
+	track := func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+		e.rules.TrackPartitions(assigned[topic])
+	}
+	forget := func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+		e.rules.ForgetPartitions(revoked[topic])
+	}
+	return append(e.kafka.BaseOpts(),
+		kgo.ConsumerGroup(e.cfg.Group),
+		kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(txnID),
+		kgo.OnPartitionsAssigned(track),
+		kgo.OnPartitionsRevoked(forget),
+		kgo.OnPartitionsLost(forget),
+	)
+}
+
+// processBatch feeds one poll's records to the rules and produces the
+// alerts they raise in one transaction with the consumed offsets. When the
+// transaction aborts, the session rewinds to the committed offsets, so the
+// rule state is reset to avoid counting the rewound records twice.
+func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	defer cancel()
+
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("begin detector transaction: %w", err)
+	}
+
+	var (
+		mu         sync.Mutex
+		produceErr error
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			produceErr = firstError(produceErr, err)
+			mu.Unlock()
+		}
+	}
+	alertsTopic := e.kafka.Topic(schemas.TopicAlerts)
+	raised := 0
+	fetches.EachRecord(func(rec *kgo.Record) {
+		var ev schemas.AuditEvent
+		if err := json.Unmarshal(rec.Value, &ev); err != nil {
+			e.metrics.invalid.Inc()
+			return
+		}
+		for _, a := range e.rules.ObservePartition(rec.Partition, ev) {
+			value, err := json.Marshal(a)
+			if err != nil {
+				promise(nil, fmt.Errorf("encode alert %s: %w", a.ID, err))
+				continue
+			}
+			sess.Produce(bctx, &kgo.Record{Topic: alertsTopic, Key: []byte(a.Rule + "/" + a.Key), Value: value}, promise)
+			raised++
+		}
+	})
+
+	// Flush before choosing how to end, so that every promise has run.
+	flushErr := sess.Client().Flush(bctx)
+	mu.Lock()
+	produceErr = firstError(produceErr, flushErr)
+	mu.Unlock()
+	end := kgo.TryCommit
+	if produceErr != nil {
+		end = kgo.TryAbort
+	}
+	committed, err := sess.End(bctx, end)
+
+	if committed {
+		e.metrics.transactions.WithLabelValues("committed").Inc()
+		if raised > 0 {
+			e.log.Info("alerts raised", "alerts", raised, "records", fetches.NumRecords())
+		}
+		return nil
+	}
+
+	e.metrics.transactions.WithLabelValues("aborted").Inc()
+	e.rules.Reset()
+	e.log.Warn("detector transaction aborted; window state reset and uncommitted audit records will be read again",
+		"records", fetches.NumRecords(), "produce_error", produceErr, "error", err)
+	if err != nil {
+		return fmt.Errorf("end detector transaction: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(abortBackoff):
+	}
+	return nil
+}
+
+func (e *Engine) logFetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		e.log.Warn("fetch audit records failed", "topic", topic, "partition", partition, "error", err)
+	})
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomTransactionalID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate transactional id: %w", err)
+	}
+	return "syncguard-detector-" + hex.EncodeToString(b), nil
+}

@@ -19,6 +19,7 @@ build:
 
 services-start:
 	bash $(SERVICES) start
+	bash $(SERVICES) tools
 
 services-stop:
 	bash $(SERVICES) stop

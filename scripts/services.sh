@@ -2,13 +2,14 @@
 # Installs and runs the Kafka broker and the ClickHouse server that SyncGuard
 # needs for development and tests, both on 127.0.0.1 and on non-default ports.
 #
-# Usage: scripts/services.sh start|stop|status|env|reset
+# Usage: scripts/services.sh start|stop|status|env|tools|reset
 #
 #   start   installs what is missing, starts the services that are not running
 #           and waits until each accepts requests
 #   stop    stops the processes that `start` recorded in .local/<service>.pid
 #   status  prints running/stopped per service, exits 0 only if all run
 #   env     prints the export lines that the Go tests read
+#   tools   installs the command-line tools that tests use (promtool, wrk)
 #   reset   stops the services and deletes their data
 #
 # Environment:
@@ -362,6 +363,14 @@ case ${1:-} in
         echo "export SYNCGUARD_KAFKA_BROKERS=127.0.0.1:$kafka_port"
         echo "export SYNCGUARD_CLICKHOUSE_ADDR=127.0.0.1:$clickhouse_tcp_port"
         ;;
+    tools)
+        # Command-line tools that tests and benchmarks use but that run no
+        # server: promtool checks the Prometheus rules, wrk loads the
+        # do-nothing baseline server in the benchmark.
+        command -v promtool >/dev/null || apt_install prometheus
+        command -v wrk >/dev/null || apt_install wrk
+        log "tools: promtool $(command -v promtool), wrk $(command -v wrk)"
+        ;;
     reset)
         for service in $services; do
             stop_service "$service"
@@ -370,7 +379,7 @@ case ${1:-} in
         done
         ;;
     *)
-        echo "usage: $0 start|stop|status|env|reset" >&2
+        echo "usage: $0 start|stop|status|env|tools|reset" >&2
         exit 2
         ;;
 esac

@@ -1,0 +1,85 @@
+package sinks
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/syncguard/syncguard/internal/config"
+)
+
+func TestDefaultConfigValid(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("DefaultConfig().Validate() = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name    string
+		change  func(*Config)
+		wantKey string
+	}{
+		{"addr without port", func(c *Config) { c.ClickHouse.Addr = "localhost" }, "sinks.clickhouse.addr"},
+		{"database with dash", func(c *Config) { c.ClickHouse.Database = "sync-guard" }, "sinks.clickhouse.database"},
+		{"database injection", func(c *Config) { c.ClickHouse.Database = "x;DROP" }, "sinks.clickhouse.database"},
+		{"empty database", func(c *Config) { c.ClickHouse.Database = "" }, "sinks.clickhouse.database"},
+		{"zero dial timeout", func(c *Config) { c.ClickHouse.DialTimeout = 0 }, "sinks.clickhouse.dial_timeout"},
+		{"empty group", func(c *Config) { c.Group = "" }, "sinks.group"},
+		{"zero batch", func(c *Config) { c.BatchMaxRows = 0 }, "sinks.batch_max_rows"},
+		{"zero interval", func(c *Config) { c.FlushInterval = 0 }, "sinks.flush_interval"},
+		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "sinks.shutdown_timeout"},
+		{"no topics", func(c *Config) { c.Topics = nil }, "sinks.topics"},
+		{"unknown topic", func(c *Config) { c.Topics = []string{"raw"} }, "sinks.topics"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.change(&c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate() = nil, want an error")
+			}
+			if !strings.HasPrefix(err.Error(), tc.wantKey+":") {
+				t.Errorf("error %q does not start with the key %s", err, tc.wantKey)
+			}
+		})
+	}
+}
+
+func TestConfigPasswordRedacted(t *testing.T) {
+	c := DefaultConfig()
+	c.ClickHouse.Password = config.Secret("hunter2")
+	if s := fmt.Sprintf("%+v", c); strings.Contains(s, "hunter2") {
+		t.Errorf("formatted config reveals the password: %s", s)
+	}
+}
+
+func TestConfigFromYAML(t *testing.T) {
+	c := DefaultConfig()
+	err := config.Decode([]byte(`
+clickhouse:
+  addr: 10.0.0.5:9000
+  database: audit
+  password: s3cret
+group: g2
+batch_max_rows: 50
+flush_interval: 2s
+topics: [audit, alerts]
+`), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ClickHouse.Addr != "10.0.0.5:9000" || c.ClickHouse.Database != "audit" || c.ClickHouse.Password.Reveal() != "s3cret" {
+		t.Errorf("clickhouse = %+v", c.ClickHouse)
+	}
+	if c.ClickHouse.Username != "default" {
+		t.Errorf("username = %q, want the default kept", c.ClickHouse.Username)
+	}
+	if c.Group != "g2" || c.BatchMaxRows != 50 || c.FlushInterval.String() != "2s" || len(c.Topics) != 2 {
+		t.Errorf("config = %+v", c)
+	}
+}

@@ -13,7 +13,7 @@ import (
 )
 
 // SinkTopics lists the topic suffixes that the Writer can store, which is
-// also the default of sinks.topics.
+// also the default of sink.topics.
 var SinkTopics = []string{
 	schemas.TopicAudit,
 	schemas.TopicMessages,
@@ -22,7 +22,7 @@ var SinkTopics = []string{
 	schemas.TopicAlerts,
 }
 
-// Config is the sinks block of the configuration file.
+// Config is the sink block of the configuration file.
 type Config struct {
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	// Group is the Kafka consumer group of the ClickHouse writer.
@@ -82,23 +82,23 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.Group == "" {
-		return errors.New("sinks.group: must not be empty")
+		return errors.New("sink.group: must not be empty")
 	}
 	if c.BatchMaxRows < 1 {
-		return fmt.Errorf("sinks.batch_max_rows: must be at least 1, got %d", c.BatchMaxRows)
+		return fmt.Errorf("sink.batch_max_rows: must be at least 1, got %d", c.BatchMaxRows)
 	}
 	if c.FlushInterval <= 0 {
-		return fmt.Errorf("sinks.flush_interval: must be positive, got %s", c.FlushInterval)
+		return fmt.Errorf("sink.flush_interval: must be positive, got %s", c.FlushInterval)
 	}
 	if c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("sinks.shutdown_timeout: must be positive, got %s", c.ShutdownTimeout)
+		return fmt.Errorf("sink.shutdown_timeout: must be positive, got %s", c.ShutdownTimeout)
 	}
 	if len(c.Topics) == 0 {
-		return fmt.Errorf("sinks.topics: must name at least one of %v", SinkTopics)
+		return fmt.Errorf("sink.topics: must name at least one of %v", SinkTopics)
 	}
 	for _, t := range c.Topics {
 		if !slices.Contains(SinkTopics, t) {
-			return fmt.Errorf("sinks.topics: unknown topic %q, expected one of %v", t, SinkTopics)
+			return fmt.Errorf("sink.topics: unknown topic %q, expected one of %v", t, SinkTopics)
 		}
 	}
 	return nil
@@ -107,13 +107,13 @@ func (c Config) Validate() error {
 // Validate reports the first invalid key.
 func (c ClickHouseConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return fmt.Errorf("sinks.clickhouse.addr: %q is not host:port: %w", c.Addr, err)
+		return fmt.Errorf("sink.clickhouse.addr: %q is not host:port: %w", c.Addr, err)
 	}
 	if err := checkDatabaseName(c.Database); err != nil {
-		return fmt.Errorf("sinks.clickhouse.database: %w", err)
+		return fmt.Errorf("sink.clickhouse.database: %w", err)
 	}
 	if c.DialTimeout <= 0 {
-		return fmt.Errorf("sinks.clickhouse.dial_timeout: must be positive, got %s", c.DialTimeout)
+		return fmt.Errorf("sink.clickhouse.dial_timeout: must be positive, got %s", c.DialTimeout)
 	}
 	return nil
 }

@@ -20,17 +20,17 @@ func TestConfigValidate(t *testing.T) {
 		change  func(*Config)
 		wantKey string
 	}{
-		{"addr without port", func(c *Config) { c.ClickHouse.Addr = "localhost" }, "sinks.clickhouse.addr"},
-		{"database with dash", func(c *Config) { c.ClickHouse.Database = "sync-guard" }, "sinks.clickhouse.database"},
-		{"database injection", func(c *Config) { c.ClickHouse.Database = "x;DROP" }, "sinks.clickhouse.database"},
-		{"empty database", func(c *Config) { c.ClickHouse.Database = "" }, "sinks.clickhouse.database"},
-		{"zero dial timeout", func(c *Config) { c.ClickHouse.DialTimeout = 0 }, "sinks.clickhouse.dial_timeout"},
-		{"empty group", func(c *Config) { c.Group = "" }, "sinks.group"},
-		{"zero batch", func(c *Config) { c.BatchMaxRows = 0 }, "sinks.batch_max_rows"},
-		{"zero interval", func(c *Config) { c.FlushInterval = 0 }, "sinks.flush_interval"},
-		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "sinks.shutdown_timeout"},
-		{"no topics", func(c *Config) { c.Topics = nil }, "sinks.topics"},
-		{"unknown topic", func(c *Config) { c.Topics = []string{"raw"} }, "sinks.topics"},
+		{"addr without port", func(c *Config) { c.ClickHouse.Addr = "localhost" }, "sink.clickhouse.addr"},
+		{"database with dash", func(c *Config) { c.ClickHouse.Database = "sync-guard" }, "sink.clickhouse.database"},
+		{"database injection", func(c *Config) { c.ClickHouse.Database = "x;DROP" }, "sink.clickhouse.database"},
+		{"empty database", func(c *Config) { c.ClickHouse.Database = "" }, "sink.clickhouse.database"},
+		{"zero dial timeout", func(c *Config) { c.ClickHouse.DialTimeout = 0 }, "sink.clickhouse.dial_timeout"},
+		{"empty group", func(c *Config) { c.Group = "" }, "sink.group"},
+		{"zero batch", func(c *Config) { c.BatchMaxRows = 0 }, "sink.batch_max_rows"},
+		{"zero interval", func(c *Config) { c.FlushInterval = 0 }, "sink.flush_interval"},
+		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "sink.shutdown_timeout"},
+		{"no topics", func(c *Config) { c.Topics = nil }, "sink.topics"},
+		{"unknown topic", func(c *Config) { c.Topics = []string{"raw"} }, "sink.topics"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

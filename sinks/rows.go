@@ -37,7 +37,7 @@ var (
 		columns: []string{
 			"message_id", "kind", "type", "account", "subject", "device", "conversation",
 			"sent_at", "received_at", "key_id", "nonce", "ciphertext", "client_encrypted",
-			"client_alg", "client_iv", "errors", "request_id",
+			"client_alg", "client_iv", "meta", "errors", "request_id",
 			"kafka_topic", "kafka_partition", "kafka_offset", "inserted_at",
 		},
 		hasTopic: true,
@@ -177,7 +177,7 @@ func messageValues(rec *kgo.Record, syncTopic bool, insertedAt time.Time) ([]any
 		m.MessageID, kind, m.Type, m.Account, m.Subject, m.Device, m.Conversation,
 		clampDateTime(m.SentAt), clampDateTime(m.ReceivedAt), m.KeyID,
 		string(m.Nonce), string(m.Ciphertext), clientEncrypted, m.ClientAlg, m.ClientIV,
-		rawJSON(m.Errors), m.RequestID,
+		rawJSON(m.Meta), rawJSON(m.Errors), m.RequestID,
 		rec.Topic, rec.Partition, rec.Offset, insertedAt,
 	}, nil
 }

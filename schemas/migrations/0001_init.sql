@@ -42,7 +42,8 @@ PARTITION BY toYYYYMM(time)
 ORDER BY (kafka_partition, kafka_offset);
 
 -- messages holds encrypted WhatsApp messages and sync events (kind 'sync').
--- nonce and ciphertext are raw bytes. ReplacingMergeTree collapses a rare
+-- nonce and ciphertext are raw bytes; meta is a JSON object of the fields
+-- that are not content (media ids, mime types, reply ids, context ids). ReplacingMergeTree collapses a rare
 -- duplicate message id within one month of received_at; the sink itself
 -- writes each Kafka record once.
 CREATE TABLE IF NOT EXISTS {db}.messages (
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS {db}.messages (
     client_encrypted UInt8,
     client_alg String,
     client_iv String,
+    meta String,
     errors String,
     request_id String,
     kafka_topic String,

@@ -1,0 +1,115 @@
+package ingest
+
+import (
+	"compress/gzip"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// defaultReadHint is the first buffer size for a body of unknown length.
+const defaultReadHint = 16 << 10
+
+// Content codings of a request body.
+const (
+	codingIdentity = iota
+	codingGzip
+	codingUnsupported
+)
+
+// parseContentEncoding returns the coding of a body from its
+// Content-Encoding header lines. Only no coding, "identity" and a single
+// layer of "gzip" (or its alias "x-gzip") are supported: stacked codings
+// are rejected rather than decompressed layer after layer.
+func parseContentEncoding(values []string) int {
+	coding := codingIdentity
+	for _, line := range values {
+		for part := range strings.SplitSeq(line, ",") {
+			switch strings.ToLower(strings.TrimSpace(part)) {
+			case "", "identity":
+			case "gzip", "x-gzip":
+				if coding == codingGzip {
+					return codingUnsupported
+				}
+				coding = codingGzip
+			default:
+				return codingUnsupported
+			}
+		}
+	}
+	return coding
+}
+
+// readLimited reads r to the end. It returns errBodyTooLarge when r is an
+// http.MaxBytesReader whose limit was passed. sizeHint, when not negative, is
+// the expected length (the Content-Length), which makes one allocation
+// enough; a negative sizeHint means unknown.
+func readLimited(r io.Reader, sizeHint int64) ([]byte, error) {
+	if sizeHint < 0 || sizeHint > 64<<20 {
+		sizeHint = defaultReadHint
+	}
+	// sizeHint 0 is an empty body: the spare byte below is enough.
+	// One spare byte lets the final read see io.EOF without growing.
+	b := make([]byte, 0, sizeHint+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		switch {
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, errBodyTooLarge
+			}
+			return nil, err
+		}
+	}
+}
+
+var gzipReaders sync.Pool
+
+// gunzipLimited decompresses a gzip stream, with any number of members,
+// and returns errBodyTooLarge as soon as the output passes limit bytes, so
+// a small body that inflates to gigabytes costs at most limit+1 bytes of
+// memory. A stream that is not valid gzip returns errBadGzip.
+func gunzipLimited(r io.Reader, limit int64) ([]byte, error) {
+	var zr *gzip.Reader
+	if v := gzipReaders.Get(); v != nil {
+		zr = v.(*gzip.Reader)
+		if err := zr.Reset(r); err != nil {
+			gzipReaders.Put(zr)
+			return nil, wrapGzipErr(err)
+		}
+	} else {
+		var err error
+		if zr, err = gzip.NewReader(r); err != nil {
+			return nil, wrapGzipErr(err)
+		}
+	}
+	defer gzipReaders.Put(zr)
+
+	out, err := readLimited(io.LimitReader(zr, limit+1), -1)
+	if err != nil {
+		return nil, wrapGzipErr(err)
+	}
+	if int64(len(out)) > limit {
+		return nil, errBodyTooLarge
+	}
+	return out, nil
+}
+
+// wrapGzipErr keeps errBodyTooLarge, which the raw body's limit raises
+// through the gzip reader, and turns every other error into errBadGzip.
+func wrapGzipErr(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.Is(err, errBodyTooLarge) || errors.As(err, &tooLarge) {
+		return errBodyTooLarge
+	}
+	return errBadGzip
+}

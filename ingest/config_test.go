@@ -1,0 +1,134 @@
+package ingest
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard/internal/config"
+)
+
+func TestConfigValidate(t *testing.T) {
+	keys := newTestKeys(t)
+	tests := []struct {
+		name    string
+		edit    func(c *Config)
+		wantErr string // "" means valid
+	}{
+		{"test config", func(*Config) {}, ""},
+		{"defaults alone", func(c *Config) { *c = DefaultConfig() }, "ingest.whatsapp_apps: at least one app"},
+		{"no apps", func(c *Config) { c.WhatsAppApps = nil }, "ingest.whatsapp_apps: at least one app"},
+		{"app without secrets", func(c *Config) { c.WhatsAppApps[0].Secrets = nil }, "ingest.whatsapp_apps[0].secrets: at least one app secret"},
+		{"secret empty", func(c *Config) { c.WhatsAppApps[0].Secrets[0].Secret = "" }, "ingest.whatsapp_apps[0].secrets[0]: set exactly one of secret and secret_file"},
+		{"secret and file", func(c *Config) { c.WhatsAppApps[0].Secrets[0].SecretFile = "/x" }, "set exactly one of secret and secret_file"},
+		{"secret file only", func(c *Config) {
+			c.WhatsAppApps[0].Secrets[0].Secret = ""
+			c.WhatsAppApps[0].Secrets[0].SecretFile = "/run/secrets/app"
+		}, ""},
+		{"secret without id", func(c *Config) { c.WhatsAppApps[0].Secrets[0].ID = "" }, "ingest.whatsapp_apps[0].secrets[0].id"},
+		{"secret window reversed", func(c *Config) {
+			c.WhatsAppApps[0].Secrets[0].NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			c.WhatsAppApps[0].Secrets[0].NotAfter = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		}, "ingest.whatsapp_apps[0].secrets[0].not_after"},
+		{"no verify token", func(c *Config) { c.WhatsAppApps[0].VerifyToken = "" }, "ingest.whatsapp_apps[0].verify_token: missing"},
+		{"app name invalid", func(c *Config) { c.WhatsAppApps[0].Name = "a b" }, "ingest.whatsapp_apps[0].name"},
+		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "ingest.whatsapp_apps[1].name"},
+		{"listen addr", func(c *Config) { c.ListenAddr = "8080" }, "ingest.listen_addr"},
+		{"produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest.produce_timeout"},
+		{"webhook limit", func(c *Config) { c.WebhookMaxBodyBytes = 0 }, "ingest.webhook_max_body_bytes"},
+		{"sync events", func(c *Config) { c.SyncMaxEvents = 0 }, "ingest.sync_max_events"},
+		{"header bytes", func(c *Config) { c.MaxHeaderBytes = 100 }, "ingest.max_header_bytes"},
+		{"issuer", func(c *Config) { c.SyncAuth.Issuer = "" }, "ingest.sync_auth.issuer"},
+		{"audience", func(c *Config) { c.SyncAuth.Audience = "" }, "ingest.sync_auth.audience"},
+		{"no key source", func(c *Config) { c.SyncAuth.JWKSFile = "" }, "ingest.sync_auth.jwks_file"},
+		{"hs256 only", func(c *Config) {
+			c.SyncAuth.JWKSFile = ""
+			c.SyncAuth.HS256Secret = testHS256Secret
+			c.SyncAuth.HS256KeyID = "hs-1"
+		}, ""},
+		{"hs256 short", func(c *Config) {
+			c.SyncAuth.HS256Secret = "short"
+			c.SyncAuth.HS256KeyID = "hs-1"
+		}, "ingest.sync_auth.hs256_secret"},
+		{"hs256 without kid", func(c *Config) { c.SyncAuth.HS256Secret = testHS256Secret }, "ingest.sync_auth.hs256_kid"},
+		{"leeway", func(c *Config) { c.SyncAuth.Leeway = time.Hour }, "ingest.sync_auth.leeway"},
+		{"lifetime", func(c *Config) { c.SyncAuth.MaxTokenLifetime = 0 }, "ingest.sync_auth.max_token_lifetime"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(keys)
+			// Copy the app and secret lists so that edits stay in this case.
+			cfg.WhatsAppApps = append([]WhatsAppApp(nil), cfg.WhatsAppApps...)
+			cfg.WhatsAppApps[0].Secrets = append([]AppSecret(nil), cfg.WhatsAppApps[0].Secrets...)
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestConfigErrorsHideSecrets(t *testing.T) {
+	cfg := testConfig(newTestKeys(t))
+	cfg.WhatsAppApps[0].Secrets[0].NotBefore = time.Now()
+	cfg.WhatsAppApps[0].Secrets[0].NotAfter = time.Now().Add(-time.Hour)
+	err := cfg.Validate()
+	if err == nil || strings.Contains(err.Error(), testAppSecret) {
+		t.Fatalf("Validate() = %v", err)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	keys := newTestKeys(t)
+	kcfg := testKafkaConfig()
+	kcfg.Brokers = []string{closedPort(t)}
+	tests := []struct {
+		name    string
+		edit    func(o *Options)
+		wantErr string
+	}{
+		{"no app secret", func(o *Options) { o.Config.WhatsAppApps[0].Secrets = nil }, "at least one app secret"},
+		{"envelope key short", func(o *Options) { o.EnvelopeKey = []byte("short") }, "envelope key"},
+		{"secret file missing", func(o *Options) {
+			o.Config.WhatsAppApps[0].Secrets = []AppSecret{{ID: "f", SecretFile: "/nonexistent/secret"}}
+		}, "secret_file"},
+		{"JWKS missing", func(o *Options) { o.Config.SyncAuth.JWKSFile = "/nonexistent/jwks.json" }, "ingest.sync_auth.jwks_file"},
+		{"HS256 kid taken", func(o *Options) {
+			o.Config.SyncAuth.HS256Secret = config.Secret(testHS256Secret)
+			o.Config.SyncAuth.HS256KeyID = "ed-1"
+		}, "ingest.sync_auth.hs256_kid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := Options{Config: testConfig(keys), Kafka: kcfg, EnvelopeKey: make([]byte, 32)}
+			tt.edit(&opts)
+			srv, err := New(opts)
+			if err == nil {
+				srv.client.Close()
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New() = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	path := t.TempDir() + "/app-secret"
+	if err := writeTestFile(path, testAppSecret+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) {
+		c.WhatsAppApps[0].Secrets = []AppSecret{{ID: "from-file", SecretFile: path}}
+	})
+	body := waBody("from file")
+	rec := h.do(webhookRequest(body, map[string]string{"X-Hub-Signature-256": sign(testAppSecret, body)}))
+	if rec.Code != 200 {
+		t.Fatalf("status = %d; body %s", rec.Code, rec.Body.String())
+	}
+}

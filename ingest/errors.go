@@ -1,0 +1,57 @@
+package ingest
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/syncguard/syncguard/schemas"
+)
+
+// reasonEventOutOfWindow is the per-event code of a sync event whose
+// occurred_at lies outside the accepted window.
+// NOTE: schemas has no constant for it yet.
+const reasonEventOutOfWindow = "event_out_of_window"
+
+// Errors of request handling. Each maps to a stable reason code.
+var (
+	errBodyTooLarge     = errors.New("request body too large")
+	errLineTooLong      = errors.New("NDJSON line too long")
+	errTooManyEvents    = errors.New("too many events in batch")
+	errBadGzip          = errors.New("invalid gzip body")
+	errMalformedBatch   = errors.New("malformed JSON batch")
+	errEmptyBatch       = errors.New("batch contains no events")
+	errTooDeep          = errors.New("JSON nested too deeply")
+	errMissingSignature = errors.New("missing X-Hub-Signature-256 header")
+	errBadSignature     = errors.New("invalid X-Hub-Signature-256")
+)
+
+// Errors of New.
+var (
+	// ErrNoEnvelopeKey is returned by New when Options.EnvelopeKey is not
+	// 32 bytes long.
+	ErrNoEnvelopeKey = errors.New("ingest: envelope key must be 32 bytes")
+)
+
+// problem is a stable error code with its HTTP status and title.
+type problem struct {
+	status int
+	title  string
+}
+
+// problems lists every problem code that ingest responds with. The OpenAPI
+// document lists the same codes and statuses.
+var problems = map[string]problem{
+	schemas.ReasonMissingSignature:  {http.StatusUnauthorized, "Missing signature"},
+	schemas.ReasonInvalidSignature:  {http.StatusUnauthorized, "Invalid signature"},
+	schemas.ReasonInvalidToken:      {http.StatusUnauthorized, "Invalid token"},
+	schemas.ReasonInsufficientScope: {http.StatusForbidden, "Insufficient scope"},
+	schemas.ReasonDeviceMismatch:    {http.StatusForbidden, "Device mismatch"},
+	schemas.ReasonHandshakeFailed:   {http.StatusForbidden, "Verification handshake failed"},
+	schemas.ReasonInvalidRequest:    {http.StatusBadRequest, "Invalid request"},
+	schemas.ReasonInvalidJSON:       {http.StatusBadRequest, "Invalid JSON"},
+	schemas.ReasonNotFound:          {http.StatusNotFound, "Not found"},
+	schemas.ReasonMethodNotAllowed:  {http.StatusMethodNotAllowed, "Method not allowed"},
+	schemas.ReasonPayloadTooLarge:   {http.StatusRequestEntityTooLarge, "Payload too large"},
+	schemas.ReasonUnsupportedMedia:  {http.StatusUnsupportedMediaType, "Unsupported media type or encoding"},
+	schemas.ReasonUnavailable:       {http.StatusServiceUnavailable, "Service unavailable"},
+}

@@ -1,0 +1,254 @@
+package ingest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncguard/syncguard/schemas"
+)
+
+// serving starts h.srv.Serve on a loopback port and returns its base URL
+// and a function that stops it and returns Serve's error.
+func serving(t *testing.T, h *harness) (string, func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve(ctx, ln) }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("Serve did not return within 30s of cancel")
+			return nil
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return "http://" + ln.Addr().String(), stop
+}
+
+// rawExchange writes a raw HTTP/1.1 request and reads the response.
+func rawExchange(t *testing.T, addr, request string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestServeOverTCP(t *testing.T) {
+	h := newHarness(t, nil)
+	base, stop := serving(t, h)
+	addr := strings.TrimPrefix(base, "http://")
+	waitFor(t, "Addr to be set", func() bool { return h.srv.Addr() != "" })
+	if got := h.srv.Addr(); got != addr {
+		t.Errorf("Addr() = %q, want %q", got, addr)
+	}
+
+	t.Run("lower-case signature header on the wire", func(t *testing.T) {
+		body := waBody("Hello from the signature format test")
+		req := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+			"x-hub-signature-256: " + sign(testAppSecret, body) + "\r\n" +
+			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + string(body)
+		resp := rawExchange(t, addr, req)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status = %d, want 200", resp.StatusCode)
+		}
+	})
+
+	t.Run("handshake body is the raw challenge", func(t *testing.T) {
+		resp, err := http.Get(base + "/webhooks/whatsapp?hub.mode=subscribe&hub.challenge=734519002&hub.verify_token=" + testVerifyToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if body := readAllString(t, resp.Body); resp.StatusCode != 200 || body != "734519002" {
+			t.Fatalf("status %d body %q, want 200 and exactly 734519002", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("unsigned POST after the handshake", func(t *testing.T) {
+		resp, err := http.Post(base+"/webhooks/whatsapp", "application/json", strings.NewReader(string(waBody("x"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("status = %d, want 401", resp.StatusCode)
+		}
+	})
+
+	t.Run("header block over max_header_bytes", func(t *testing.T) {
+		req := "POST /v1/sync/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + strings.Repeat(".", 60000) + "\r\nContent-Length: 0\r\n\r\n"
+		resp := rawExchange(t, addr, req)
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("status = %d, want 431", resp.StatusCode)
+		}
+	})
+
+	t.Run("readyz after a ping", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get(base + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz = %d after 10s", resp.StatusCode)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("/healthz = %d", resp.StatusCode)
+		}
+	})
+
+	if err := stop(); err != nil {
+		t.Fatalf("Serve returned %v on a clean stop", err)
+	}
+	if h.srv.Ready() {
+		t.Error("Ready() is true after Serve returned")
+	}
+	// Serve flushed the audit records of the three requests that reached
+	// a handler, because net/http sends 431 itself. The client stays open
+	// because the test owns it.
+	if evs := h.auditEvents(3); len(evs) != 3 {
+		t.Errorf("%d audit events, want 3", len(evs))
+	}
+}
+
+func TestServeDrainsInFlightRequests(t *testing.T) {
+	h := newHarness(t, nil)
+	base, stop := serving(t, h)
+	addr := strings.TrimPrefix(base, "http://")
+
+	body := waBody("sent across a shutdown")
+	head := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+		"X-Hub-Signature-256: " + sign(testAppSecret, body) + "\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Send the headers and half the body, so the request is in flight.
+	if _, err := io.WriteString(conn, head+string(body[:len(body)/2])); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request to be in flight", func() bool { return inFlight(h) })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// New connections are refused once shutdown began.
+	waitFor(t, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+
+	if _, err := io.WriteString(conn, string(body[len(body)/2:])); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("in-flight request: status %d, want 200", resp.StatusCode)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	if n := len(h.records(schemas.TopicRaw)); n != 1 {
+		t.Errorf("%d raw records, want 1", n)
+	}
+}
+
+// inFlight reports whether a handler has begun a request and not finished
+// it.
+func inFlight(h *harness) bool {
+	return h.srv.inFlight.Load() > 0
+}
+
+// waitFor polls cond until it holds, for at most 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestReadyzFollowsKafka(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.ProduceTimeout = 300 * time.Millisecond
+		c.AuditFlushTimeout = 300 * time.Millisecond // the cluster is gone at shutdown
+	})
+	if h.srv.Ready() {
+		t.Fatal("Ready() before Serve")
+	}
+	base, _ := serving(t, h)
+	waitFor(t, "readiness", h.srv.Ready)
+
+	h.cluster.Close()
+	body := waBody("while the cluster is gone")
+	wantProblem(t, h.do(webhookRequest(body, map[string]string{"X-Hub-Signature-256": sign(testAppSecret, body)})), 503, schemas.ReasonUnavailable)
+	if h.srv.Ready() {
+		t.Error("Ready() is true right after a failed produce")
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d, want 503", resp.StatusCode)
+	}
+}

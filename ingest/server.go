@@ -1,0 +1,320 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/schemas"
+)
+
+// timeFormat is the format of the sg-received-at header.
+const timeFormat = time.RFC3339Nano
+
+// Options are the dependencies of a Server.
+type Options struct {
+	Config Config
+	Kafka  kafkaclient.Config
+	// Logger already carries component=ingest. Nil discards logs.
+	Logger *slog.Logger
+	// Registry receives the metrics. Nil registers them nowhere.
+	Registry prometheus.Registerer
+	// EnvelopeKey keys the envelope MAC of sync records. It must be 32
+	// bytes long.
+	EnvelopeKey []byte
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Client, when set, produces the records and stays open after Run
+	// returns. When nil, New creates a client from Kafka and Run closes it.
+	Client *kgo.Client
+}
+
+// Server is the ingest HTTP server: it authenticates WhatsApp webhooks and
+// sync batches, produces them to the raw topic, and writes one audit event
+// per request.
+type Server struct {
+	cfg         Config
+	log         *slog.Logger
+	now         func() time.Time
+	client      *kgo.Client
+	ownsClient  bool
+	rawTopic    string
+	envelopeKey []byte
+	keys        *webhookKeys
+	tokens      *tokenVerifier
+	metrics     *metrics
+	auditor     auditWriter
+	// produceLog limits the log lines about failed produces.
+	produceLog rate.Sometimes
+	retryAfter string
+	handler    http.Handler
+
+	// Readiness: Unix nanoseconds of the last successful ping or produce
+	// and of the last failed produce.
+	lastKafkaOK      atomic.Int64
+	lastKafkaFailure atomic.Int64
+	serving          atomic.Bool
+	// inFlight counts the audited requests being handled.
+	inFlight atomic.Int64
+
+	addrMu sync.Mutex
+	addr   string
+}
+
+// New checks the options, reads the key files and creates the Kafka client
+// when none is given.
+func New(opts Options) (*Server, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if len(opts.EnvelopeKey) != 32 {
+		return nil, ErrNoEnvelopeKey
+	}
+	s := &Server{
+		cfg:         opts.Config,
+		log:         opts.Logger,
+		now:         opts.Now,
+		rawTopic:    opts.Kafka.Topic(schemas.TopicRaw),
+		envelopeKey: append([]byte(nil), opts.EnvelopeKey...),
+		retryAfter:  retryAfterSeconds(opts.Config.RetryAfter),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+
+	var err error
+	if s.keys, err = newWebhookKeys(opts.Config.WhatsAppApps); err != nil {
+		return nil, err
+	}
+	if s.tokens, err = newTokenVerifier(opts.Config.SyncAuth, s.now); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	s.auditor = auditWriter{s: s, topic: opts.Kafka.Topic(schemas.TopicAudit)}
+	s.auditor.logEach.Interval = auditLogInterval
+	s.produceLog.Interval = auditLogInterval
+
+	s.client = opts.Client
+	if s.client == nil {
+		if err := opts.Kafka.Validate(); err != nil {
+			return nil, err
+		}
+		s.client, err = opts.Kafka.NewClient(
+			// The defaults of kgo, restated because the responses depend
+			// on them: acks from all in-sync replicas, idempotent writes,
+			// and no linger, so a response never waits on a timer.
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(0),
+		)
+		if err != nil {
+			return nil, err
+		}
+		s.ownsClient = true
+	}
+	s.handler = s.routes()
+
+	if n := s.keys.activeSecrets(s.now()); n == 0 {
+		s.log.Warn("no WhatsApp app secret is active now; every webhook will be rejected until one is")
+	}
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/webhooks/whatsapp", s.serveWebhookRoute)
+	mux.HandleFunc("/v1/sync/events", s.serveSyncRoute)
+	mux.HandleFunc("/healthz", s.serveHealthz)
+	mux.HandleFunc("/readyz", s.serveReadyz)
+	mux.HandleFunc("/", s.serveNotFound)
+	return mux
+}
+
+// Handler returns the routes of the server: the two webhook methods, the
+// sync API, /healthz and /readyz. Paths outside them get an audited 404.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Addr returns the address the server listens on, or "" before it does.
+func (s *Server) Addr() string {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.addr
+}
+
+// Ready reports whether the server accepts requests and Kafka responded
+// recently: a ping or produce succeeded within three ready_check_interval
+// periods, and no produce failed since.
+func (s *Server) Ready() bool {
+	if !s.serving.Load() {
+		return false
+	}
+	ok, failed := s.lastKafkaOK.Load(), s.lastKafkaFailure.Load()
+	if ok == 0 || failed > ok {
+		return false
+	}
+	return time.Since(time.Unix(0, ok)) <= 3*s.cfg.ReadyCheckInterval
+}
+
+// Run listens on listen_addr and serves until ctx is cancelled; see Serve.
+func (s *Server) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.ListenAddr)
+	if err != nil {
+		if s.ownsClient {
+			s.client.Close()
+		}
+		return fmt.Errorf("ingest: listen on %s: %w", s.cfg.ListenAddr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled. It then shuts down in this
+// order: stop accepting connections and drain in-flight requests (at most
+// shutdown_timeout), stop the readiness pings, flush buffered audit
+// records (at most audit_flush_timeout), and close the Kafka client if New
+// created it. It returns nil on a clean stop.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.addrMu.Lock()
+	s.addr = ln.Addr().String()
+	s.addrMu.Unlock()
+
+	pingCtx, stopPings := context.WithCancel(context.Background())
+	pingsDone := make(chan struct{})
+	go func() {
+		defer close(pingsDone)
+		s.pingKafka(pingCtx)
+	}()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.serving.Store(true)
+	s.log.Info("ingest listening", "addr", ln.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	s.serving.Store(false)
+
+	// 1. Stop accepting and drain the requests in flight.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		s.log.Error("ingest shutdown did not drain every request", "err", err)
+		_ = srv.Close()
+	}
+	cancel()
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	// 2. Stop the readiness pings.
+	stopPings()
+	<-pingsDone
+	// 3. Flush the audit records of the drained requests.
+	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.AuditFlushTimeout)
+	if err := s.client.Flush(flushCtx); err != nil {
+		s.log.Error("ingest could not flush audit records before closing", "err", err)
+	}
+	cancel()
+	// 4. Close the client that New created.
+	if s.ownsClient {
+		s.client.Close()
+	}
+	s.log.Info("ingest stopped")
+
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	if serveErr != nil {
+		return fmt.Errorf("ingest: serve: %w", serveErr)
+	}
+	return nil
+}
+
+// pingKafka pings the brokers every ready_check_interval until ctx ends,
+// recording successes for Ready.
+func (s *Server) pingKafka(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReadyCheckInterval)
+	defer t.Stop()
+	wasOK := true
+	for {
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyCheckInterval)
+		err := s.client.Ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			s.lastKafkaOK.Store(time.Now().UnixNano())
+			if !wasOK {
+				s.log.Info("kafka reachable again")
+			}
+			wasOK = true
+		case wasOK:
+			// Logged once per outage, not once per ping.
+			s.log.Warn("kafka ping failed", "err", err)
+			wasOK = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) {
+	x := s.begin(w, r, routeUnknown)
+	defer s.finish(x)
+	s.fail(x, schemas.ReasonNotFound, "no such route")
+}
+
+func (s *Server) serveMethodNotAllowed(w http.ResponseWriter, r *http.Request, route, allow string) {
+	x := s.begin(w, r, route)
+	defer s.finish(x)
+	x.Header().Set("Allow", allow)
+	s.fail(x, schemas.ReasonMethodNotAllowed, "the method is not allowed on this route")
+}

@@ -15,7 +15,7 @@ import (
 
 // whatsappCasesDir contains real-world WhatsApp webhook inputs with their
 // expected statuses, beside the repository.
-const whatsappCasesDir = "../../shared/cases/whatsapp"
+const whatsappCasesDir = "../e2e/testdata/whatsapp"
 
 type caseManifest struct {
 	AppSecret   string `json:"app_secret"`

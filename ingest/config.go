@@ -44,8 +44,9 @@ type Config struct {
 	// 413.
 	WebhookMaxBodyBytes int64 `yaml:"webhook_max_body_bytes"`
 	// WhatsAppApps are the Meta apps whose webhooks are accepted. At least
-	// one app with one secret is required.
-	WhatsAppApps []WhatsAppApp `yaml:"whatsapp_apps"`
+	// one app with one secret is required. The configuration file sets them
+	// once under whatsapp.apps, because processors check the same secrets.
+	WhatsAppApps []WhatsAppApp `yaml:"-"`
 
 	// SyncMaxBodyBytes caps a sync batch body, both as sent and after gzip
 	// decompression.
@@ -125,7 +126,7 @@ func DefaultConfig() Config {
 		IdleTimeout:         120 * time.Second,
 		MaxHeaderBytes:      16 << 10,
 		ShutdownTimeout:     20 * time.Second,
-		ProduceTimeout:      5 * time.Second,
+		ProduceTimeout:      2 * time.Second,
 		RetryAfter:          5 * time.Second,
 		ReadyCheckInterval:  2 * time.Second,
 		AuditFlushTimeout:   10 * time.Second,
@@ -193,11 +194,11 @@ func (c Config) Validate() error {
 
 func (c Config) validateApps() error {
 	if len(c.WhatsAppApps) == 0 {
-		return errors.New("ingest.whatsapp_apps: at least one app with a secret is required, because webhooks are never accepted unsigned")
+		return errors.New("whatsapp.apps: at least one app with a secret is required, because webhooks are never accepted unsigned")
 	}
 	names := make(map[string]bool, len(c.WhatsAppApps))
 	for i, app := range c.WhatsAppApps {
-		key := fmt.Sprintf("ingest.whatsapp_apps[%d]", i)
+		key := fmt.Sprintf("whatsapp.apps[%d]", i)
 		if !validID(app.Name, maxIDLen) {
 			return fmt.Errorf("%s.name: %q must be 1 to %d characters of A-Z a-z 0-9 . _ : -", key, app.Name, maxIDLen)
 		}

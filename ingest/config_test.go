@@ -16,23 +16,23 @@ func TestConfigValidate(t *testing.T) {
 		wantErr string // "" means valid
 	}{
 		{"test config", func(*Config) {}, ""},
-		{"defaults alone", func(c *Config) { *c = DefaultConfig() }, "ingest.whatsapp_apps: at least one app"},
-		{"no apps", func(c *Config) { c.WhatsAppApps = nil }, "ingest.whatsapp_apps: at least one app"},
-		{"app without secrets", func(c *Config) { c.WhatsAppApps[0].Secrets = nil }, "ingest.whatsapp_apps[0].secrets: at least one app secret"},
-		{"secret empty", func(c *Config) { c.WhatsAppApps[0].Secrets[0].Secret = "" }, "ingest.whatsapp_apps[0].secrets[0]: set exactly one of secret and secret_file"},
+		{"defaults alone", func(c *Config) { *c = DefaultConfig() }, "whatsapp.apps: at least one app"},
+		{"no apps", func(c *Config) { c.WhatsAppApps = nil }, "whatsapp.apps: at least one app"},
+		{"app without secrets", func(c *Config) { c.WhatsAppApps[0].Secrets = nil }, "whatsapp.apps[0].secrets: at least one app secret"},
+		{"secret empty", func(c *Config) { c.WhatsAppApps[0].Secrets[0].Secret = "" }, "whatsapp.apps[0].secrets[0]: set exactly one of secret and secret_file"},
 		{"secret and file", func(c *Config) { c.WhatsAppApps[0].Secrets[0].SecretFile = "/x" }, "set exactly one of secret and secret_file"},
 		{"secret file only", func(c *Config) {
 			c.WhatsAppApps[0].Secrets[0].Secret = ""
 			c.WhatsAppApps[0].Secrets[0].SecretFile = "/run/secrets/app"
 		}, ""},
-		{"secret without id", func(c *Config) { c.WhatsAppApps[0].Secrets[0].ID = "" }, "ingest.whatsapp_apps[0].secrets[0].id"},
+		{"secret without id", func(c *Config) { c.WhatsAppApps[0].Secrets[0].ID = "" }, "whatsapp.apps[0].secrets[0].id"},
 		{"secret window reversed", func(c *Config) {
 			c.WhatsAppApps[0].Secrets[0].NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			c.WhatsAppApps[0].Secrets[0].NotAfter = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-		}, "ingest.whatsapp_apps[0].secrets[0].not_after"},
-		{"no verify token", func(c *Config) { c.WhatsAppApps[0].VerifyToken = "" }, "ingest.whatsapp_apps[0].verify_token: missing"},
-		{"app name invalid", func(c *Config) { c.WhatsAppApps[0].Name = "a b" }, "ingest.whatsapp_apps[0].name"},
-		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "ingest.whatsapp_apps[1].name"},
+		}, "whatsapp.apps[0].secrets[0].not_after"},
+		{"no verify token", func(c *Config) { c.WhatsAppApps[0].VerifyToken = "" }, "whatsapp.apps[0].verify_token: missing"},
+		{"app name invalid", func(c *Config) { c.WhatsAppApps[0].Name = "a b" }, "whatsapp.apps[0].name"},
+		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "whatsapp.apps[1].name"},
 		{"listen addr", func(c *Config) { c.ListenAddr = "8080" }, "ingest.listen_addr"},
 		{"produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest.produce_timeout"},
 		{"webhook limit", func(c *Config) { c.WebhookMaxBodyBytes = 0 }, "ingest.webhook_max_body_bytes"},

@@ -7,11 +7,6 @@ import (
 	"github.com/syncguard/syncguard/schemas"
 )
 
-// reasonEventOutOfWindow is the per-event code of a sync event whose
-// occurred_at lies outside the accepted window.
-// NOTE: schemas has no constant for it yet.
-const reasonEventOutOfWindow = "event_out_of_window"
-
 // Errors of request handling. Each maps to a stable reason code.
 var (
 	errBodyTooLarge     = errors.New("request body too large")

@@ -224,7 +224,30 @@ func (h *harness) records(suffix string) []*kgo.Record {
 		}
 		fetches.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
+	if suffix == schemas.TopicRaw {
+		for _, r := range out {
+			r.Value = openRaw(h.t, h.envelope, r)
+		}
+	}
 	return out
+}
+
+// openRaw returns the plaintext of a sealed raw record value. It fails the
+// test if the sealed value contains the plaintext or does not open.
+func openRaw(t *testing.T, envelopeKey []byte, r *kgo.Record) []byte {
+	t.Helper()
+	sealer, err := schemas.NewRawSealer(envelopeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := sealer.Open(header(t, r, schemas.HeaderKind), header(t, r, schemas.HeaderRequestID), r.Value)
+	if err != nil {
+		t.Fatalf("raw record at offset %d: %v", r.Offset, err)
+	}
+	if len(plain) > 16 && bytes.Contains(r.Value, plain[:16]) {
+		t.Errorf("raw record at offset %d holds its value in plaintext", r.Offset)
+	}
+	return plain
 }
 
 // waitRecords polls until the topic contains at least n records. Audit

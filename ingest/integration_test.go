@@ -84,6 +84,7 @@ func TestIntegrationWebhookToKafka(t *testing.T) {
 			}
 		})
 	}
+	raw[0].Value = openRaw(t, make([]byte, 32), raw[0])
 	if !bytes.Equal(raw[0].Value, body) {
 		t.Errorf("raw value differs:\n got %s\nwant %s", raw[0].Value, body)
 	}

@@ -30,7 +30,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the metrics. Nil registers them nowhere.
 	Registry prometheus.Registerer
-	// EnvelopeKey keys the envelope MAC of sync records. It must be 32
+	// EnvelopeKey keys the envelope MAC of sync records and, through
+	// schemas.RawSealKey, the encryption of raw record values. It must be 32
 	// bytes long.
 	EnvelopeKey []byte
 	// Now is the clock. Nil means time.Now.
@@ -51,10 +52,13 @@ type Server struct {
 	ownsClient  bool
 	rawTopic    string
 	envelopeKey []byte
-	keys        *webhookKeys
-	tokens      *tokenVerifier
-	metrics     *metrics
-	auditor     auditWriter
+	// sealer encrypts raw record values, so that no Kafka record holds
+	// message content in plaintext.
+	sealer  *schemas.RawSealer
+	keys    *webhookKeys
+	tokens  *tokenVerifier
+	metrics *metrics
+	auditor auditWriter
 	// produceLog limits the log lines about failed produces.
 	produceLog rate.Sometimes
 	retryAfter string
@@ -101,6 +105,9 @@ func New(opts Options) (*Server, error) {
 	}
 
 	var err error
+	if s.sealer, err = schemas.NewRawSealer(s.envelopeKey); err != nil {
+		return nil, err
+	}
 	if s.keys, err = newWebhookKeys(opts.Config.WhatsAppApps); err != nil {
 		return nil, err
 	}

@@ -55,11 +55,11 @@ func newWebhookKeys(apps []WhatsAppApp) (*webhookKeys, error) {
 			if sec.SecretFile != "" {
 				var err error
 				if value, err = config.ReadSecretFile(sec.SecretFile); err != nil {
-					return nil, fmt.Errorf("ingest.whatsapp_apps[%d].secrets[%d].secret_file: %w", i, j, err)
+					return nil, fmt.Errorf("whatsapp.apps[%d].secrets[%d].secret_file: %w", i, j, err)
 				}
 			}
 			if value == "" {
-				return nil, fmt.Errorf("ingest.whatsapp_apps[%d].secrets[%d]: the app secret is empty", i, j)
+				return nil, fmt.Errorf("whatsapp.apps[%d].secrets[%d]: the app secret is empty", i, j)
 			}
 			key := []byte(value.Reveal())
 			a.secrets = append(a.secrets, &appSecret{

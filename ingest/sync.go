@@ -240,7 +240,7 @@ func (s *Server) validateBatch(x *exchange, device, subject string, events [][]b
 		recs = append(recs, &kgo.Record{
 			Topic: s.rawTopic,
 			Key:   []byte(device),
-			Value: raw,
+			Value: s.sealer.Seal(schemas.KindSync, x.requestID, raw),
 			Headers: []kgo.RecordHeader{
 				{Key: schemas.HeaderKind, Value: []byte(schemas.KindSync)},
 				{Key: schemas.HeaderRequestID, Value: []byte(x.requestID)},

@@ -218,8 +218,8 @@ func TestSyncPerEventResults(t *testing.T) {
 		{enc("A256GCM", 24, ""), schemas.ReasonInvalidEvent},
 		{enc("A128GCM", 12, ""), schemas.ReasonInvalidEvent},
 		{enc("XCHACHA20-POLY1305", 24, `,"checksum":"sha256:`+strings.Repeat("00", 32)+`"`), schemas.ReasonInvalidEvent},
-		{h.eventAt("old", h.now.Add(-8*24*time.Hour)), reasonEventOutOfWindow},
-		{h.eventAt("future", h.now.Add(10*time.Minute)), reasonEventOutOfWindow},
+		{h.eventAt("old", h.now.Add(-8*24*time.Hour)), schemas.ReasonEventOutOfWindow},
+		{h.eventAt("future", h.now.Add(10*time.Minute)), schemas.ReasonEventOutOfWindow},
 		{h.eventAt("edge-old", h.now.Add(-7*24*time.Hour)), ""},
 		{h.eventAt("edge-future", h.now.Add(5*time.Minute)), ""},
 		{strings.Replace(h.event("other-device"), testDevice, "dev-43", 1), schemas.ReasonDeviceMismatch},
@@ -280,14 +280,14 @@ func TestSyncAllInvalid(t *testing.T) {
 		t.Fatalf("status = %d, want 422; body %s", rec.Code, rec.Body.String())
 	}
 	ans := batchResponseOf(t, rec)
-	if ans.Accepted != 0 || ans.Rejected != 2 || ans.Results[0].Error.Code != reasonEventOutOfWindow {
+	if ans.Accepted != 0 || ans.Rejected != 2 || ans.Results[0].Error.Code != schemas.ReasonEventOutOfWindow {
 		t.Errorf("response = %+v", ans)
 	}
 	if n := len(h.records(schemas.TopicRaw)); n != 0 {
 		t.Errorf("%d raw records, want 0", n)
 	}
 	evs := h.auditEvents(1)
-	if evs[0].Reason != reasonEventOutOfWindow || evs[0].Outcome != schemas.OutcomeRejected || evs[0].Device != testDevice {
+	if evs[0].Reason != schemas.ReasonEventOutOfWindow || evs[0].Outcome != schemas.OutcomeRejected || evs[0].Device != testDevice {
 		t.Errorf("audit event = %+v", evs[0])
 	}
 }

@@ -104,7 +104,7 @@ func (rules eventRules) validateEvent(raw []byte) (string, *eventRejection) {
 		return id, invalidEvent("occurred_at must be an RFC 3339 time")
 	}
 	if occurred.Before(rules.now.Add(-rules.maxAge)) || occurred.After(rules.now.Add(rules.skew)) {
-		return id, &eventRejection{code: reasonEventOutOfWindow, detail: "occurred_at is outside the accepted window around the server time"}
+		return id, &eventRejection{code: schemas.ReasonEventOutOfWindow, detail: "occurred_at is outside the accepted window around the server time"}
 	}
 
 	switch {

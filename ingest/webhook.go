@@ -127,7 +127,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	rec := &kgo.Record{
 		Topic: s.rawTopic,
 		Key:   []byte(key),
-		Value: body,
+		Value: s.sealer.Seal(schemas.KindWhatsApp, x.requestID, body),
 		Headers: []kgo.RecordHeader{
 			{Key: schemas.HeaderKind, Value: []byte(schemas.KindWhatsApp)},
 			{Key: schemas.HeaderRequestID, Value: []byte(x.requestID)},

@@ -41,6 +41,7 @@ const (
 	ReasonPayloadTooLarge   = "payload_too_large"
 	ReasonInvalidJSON       = "invalid_json"
 	ReasonInvalidEvent      = "invalid_event"
+	ReasonEventOutOfWindow  = "event_out_of_window"
 	ReasonInvalidRequest    = "invalid_request"
 	ReasonUnsupportedMedia  = "unsupported_encoding"
 	ReasonRateLimited       = "rate_limited"

@@ -54,6 +54,9 @@ type Status struct {
 	Pricing      json.RawMessage `json:"pricing,omitempty"`
 	Errors       json.RawMessage `json:"errors,omitempty"`
 	RequestID    string          `json:"request_id"`
+	// RecipientUser is the pseudonym of the recipient's WhatsApp user id
+	// (recipient_user_id), when Meta sends one.
+	RecipientUser string `json:"recipient_user,omitempty"`
 }
 
 // DeadLetter is a raw record that the processors could not accept.

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/syncguard/syncguard/detectors"
+	"github.com/syncguard/syncguard/ingest"
+	"github.com/syncguard/syncguard/internal/config"
+	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/internal/telemetry"
+	"github.com/syncguard/syncguard/processors"
+	"github.com/syncguard/syncguard/sinks"
+)
+
+// Config is the whole configuration file. Every key can also be set by an
+// environment variable: SYNCGUARD_ followed by the key path in upper case,
+// for example SYNCGUARD_KAFKA_BROKERS=host1:9092,host2:9092.
+type Config struct {
+	Kafka     kafkaclient.Config `yaml:"kafka"`
+	Keys      KeysConfig         `yaml:"keys"`
+	WhatsApp  WhatsAppConfig     `yaml:"whatsapp"`
+	Ingest    ingest.Config      `yaml:"ingest"`
+	Processor processors.Config  `yaml:"processor"`
+	Detector  detectors.Config   `yaml:"detector"`
+	Sink      sinks.Config       `yaml:"sink"`
+	Telemetry telemetry.Config   `yaml:"telemetry"`
+}
+
+// KeysConfig locates the keyring: the master keys that wrap data keys, the
+// pseudonym key and the envelope MAC key.
+type KeysConfig struct {
+	// KeyringFile is created by `syncguard keys init` with mode 0600.
+	KeyringFile string `yaml:"keyring_file"`
+}
+
+// WhatsAppConfig lists the Meta apps. Ingest checks their signatures on
+// arrival and processors check them again on every raw record, so both get
+// the same list.
+type WhatsAppConfig struct {
+	Apps []ingest.WhatsAppApp `yaml:"apps"`
+}
+
+// Targets that `run --target` accepts; "all" runs every one in one process.
+const (
+	targetAll       = "all"
+	targetIngest    = "ingest"
+	targetProcessor = "processor"
+	targetDetector  = "detector"
+	targetSink      = "sink"
+)
+
+var allTargets = []string{targetIngest, targetProcessor, targetDetector, targetSink}
+
+// parseTargets turns "all" or a comma-separated list into target names.
+func parseTargets(s string) ([]string, error) {
+	if s == targetAll {
+		return slices.Clone(allTargets), nil
+	}
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(allTargets, t) {
+			return nil, fmt.Errorf("--target: unknown target %q, use all or a list of %s", t, strings.Join(allTargets, ", "))
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// defaultConfig returns the defaults of every block.
+func defaultConfig() Config {
+	return Config{
+		Kafka:     kafkaclient.Defaults(),
+		Keys:      KeysConfig{KeyringFile: "keyring.json"},
+		Ingest:    ingest.DefaultConfig(),
+		Processor: processors.DefaultConfig(),
+		Detector:  detectors.DefaultConfig(),
+		Sink:      sinks.DefaultConfig(),
+		Telemetry: telemetry.DefaultConfig(),
+	}
+}
+
+// loadConfig reads path (may be empty) over the defaults, applies the
+// environment and copies the shared blocks into the components.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if err := config.LoadFile(path, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := cfg.share(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// share copies the blocks that several components read.
+func (c *Config) share() error {
+	c.Ingest.WhatsAppApps = c.WhatsApp.Apps
+	apps, err := processorApps(c.WhatsApp.Apps)
+	if err != nil {
+		return err
+	}
+	c.Processor.Apps = apps
+	return nil
+}
+
+// processorApps converts the app list for the processors, reading secret
+// files, because processors check the same signatures again.
+func processorApps(apps []ingest.WhatsAppApp) ([]processors.App, error) {
+	out := make([]processors.App, 0, len(apps))
+	for i, app := range apps {
+		p := processors.App{Name: app.Name}
+		for j, s := range app.Secrets {
+			secret := s.Secret
+			if s.SecretFile != "" {
+				var err error
+				if secret, err = config.ReadSecretFile(s.SecretFile); err != nil {
+					return nil, fmt.Errorf("whatsapp.apps[%d].secrets[%d].secret_file: %w", i, j, err)
+				}
+			}
+			p.Secrets = append(p.Secrets, processors.AppSecret{ID: s.ID, Secret: secret})
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// validate checks the blocks that the given targets use.
+func (c Config) validate(targets []string) error {
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		return err
+	}
+	needsKeys := slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor)
+	if needsKeys && c.Keys.KeyringFile == "" {
+		return errors.New("keys.keyring_file: required by the ingest and processor targets; create one with `syncguard keys init --file FILE`")
+	}
+	checks := map[string]func() error{
+		targetIngest:    c.Ingest.Validate,
+		targetProcessor: c.Processor.Validate,
+		targetDetector:  c.Detector.Validate,
+		targetSink:      c.Sink.Validate,
+	}
+	for _, t := range targets {
+		if err := checks[t](); err != nil {
+			return err
+		}
+	}
+	return nil
+}

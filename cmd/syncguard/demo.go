@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/syncguard/syncguard/internal/loadgen"
+	"github.com/syncguard/syncguard/internal/telemetry"
+)
+
+// Demo traffic shape. Normal traffic stays under the volume threshold of
+// every account; the spike alone crosses it for one account, and the
+// forged burst crosses the failed-signature threshold for one address.
+const (
+	demoAccounts        = 4
+	demoDevices         = 6
+	demoRate            = 25 // requests per second of normal traffic
+	demoVolumeThreshold = 300
+	demoSpikeMessages   = 350
+	demoForgedRequests  = 30
+	demoAttackerAddr    = "127.0.0.2"
+)
+
+func demoCommand(ctx context.Context, args []string) error {
+	fset := flag.NewFlagSet("demo", flag.ContinueOnError)
+	kafkaMode := fset.String("kafka", "inprocess", "inprocess (an in-memory Kafka inside this process) or real (the brokers in --brokers)")
+	brokers := fset.String("brokers", envOr("SYNCGUARD_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers for --kafka=real, comma-separated")
+	clickhouse := fset.String("clickhouse", envOr("SYNCGUARD_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native-protocol address")
+	duration := fset.Duration("duration", 30*time.Second, "how long normal traffic runs before the attack")
+	dir := fset.String("dir", filepath.Join(".local", "demo"), "folder for the demo's keyring, token key, configuration and log")
+	if err := fset.Parse(args); err != nil {
+		return errUsage
+	}
+	if *kafkaMode != "inprocess" && *kafkaMode != "real" {
+		return fmt.Errorf("--kafka: use inprocess or real, not %q", *kafkaMode)
+	}
+
+	// 1. Workspace: fresh keys and a database of its own for this run.
+	name := "syncguard_demo"
+	var brokerList []string
+	if *kafkaMode == "real" {
+		brokerList = strings.Split(*brokers, ",")
+		name = fmt.Sprintf("syncguard_demo_%d", time.Now().Unix())
+	}
+	ws, err := newWorkspace(*dir, name, brokerList, *kafkaMode == "inprocess", *clickhouse)
+	if err != nil {
+		return err
+	}
+	ws.cfg.Detector.Volume.ThresholdAccount = demoVolumeThreshold
+	say("SyncGuard demo: Kafka %s, ClickHouse %s, database %s", *kafkaMode, *clickhouse, name)
+	if err := ws.resetDatabase(ctx); err != nil {
+		return err
+	}
+
+	// 2. Pipeline: every target in this process, logging to a file so the
+	// terminal shows the demo's progress only.
+	logPath := filepath.Join(*dir, "syncguard.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("create log: %w", err)
+	}
+	defer logFile.Close()
+	logger := telemetry.NewLogger(ws.cfg.Telemetry, logFile)
+	if err := ws.cfg.validate(allTargets); err != nil {
+		return fmt.Errorf("BUG: demo configuration invalid: %w", err)
+	}
+	p, err := newPipeline(ctx, ws.cfg, allTargets, logger)
+	if err != nil {
+		return err
+	}
+	runCtx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
+	pipelineDone := make(chan error, 1)
+	go func() { pipelineDone <- p.run(runCtx) }()
+	defer func() {
+		stopPipeline()
+		<-pipelineDone
+	}()
+	if err := waitReady(ctx, p, 60*time.Second); err != nil {
+		return fmt.Errorf("%w (log: %s)", err, logPath)
+	}
+	target := "http://" + p.ingestAddr()
+	say("pipeline ready: ingest %s, metrics http://%s/metrics, log %s", target, p.opsLn.Addr(), logPath)
+
+	// 3. Traffic: normal load, then the two attacks.
+	seed := time.Now().UnixNano()
+	webhooks, syncs, accounts, err := ws.factories(seed, demoAccounts, demoDevices)
+	if err != nil {
+		return err
+	}
+	mon := newDemoMonitor(ws.cfg.Sink.ClickHouse, name)
+	defer mon.close()
+	base := loadgen.Config{Target: target, Webhooks: webhooks, Sync: syncs, Concurrency: 8, Timeout: 10 * time.Second}
+	normal := base
+	normal.Rate, normal.Duration = demoRate, *duration
+	normal.Mix = loadgen.Mix{Webhook: 70, Sync: 25, Redelivery: 5}
+	normal.Progress = func(s loadgen.Snapshot) { mon.progress(ctx, "normal traffic", s) }
+	say("sending normal traffic for %s: %d accounts, %d devices, %d requests/s", *duration, demoAccounts, demoDevices, demoRate)
+	reports := []loadgen.Report{}
+	r, err := loadgen.Run(ctx, normal)
+	if err != nil {
+		return fmt.Errorf("normal traffic: %w", err)
+	}
+	reports = append(reports, r)
+
+	say("attack 1: %d webhooks with forged signatures from %s", demoForgedRequests, demoAttackerAddr)
+	r, err = loadgen.ForgedBurst(demoForgedRequests, demoAttackerAddr).Run(ctx, base)
+	if err != nil {
+		return fmt.Errorf("forged burst: %w", err)
+	}
+	reports = append(reports, r)
+
+	spiked := accounts[len(accounts)-1]
+	say("attack 2: volume spike of %d messages to account %s", demoSpikeMessages, spiked.PhoneNumberID)
+	r, err = loadgen.VolumeSpike(spiked, demoSpikeMessages).Run(ctx, base)
+	if err != nil {
+		return fmt.Errorf("volume spike: %w", err)
+	}
+	reports = append(reports, r)
+
+	// 4. Settle and report.
+	say("waiting for the pipeline to store everything")
+	if err := mon.waitSettled(ctx, 60*time.Second); err != nil {
+		return err
+	}
+	stopPipeline()
+	if err := <-pipelineDone; err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	pipelineDone <- nil // the deferred stop reads it again
+	return mon.report(ctx, reports, *clickhouse)
+}
+
+// waitReady polls the pipeline until every component is ready.
+func waitReady(ctx context.Context, p *pipeline, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !p.ready() {
+		if time.Now().After(deadline) {
+			return errors.New("pipeline not ready in time")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// say prints one line of demo output.
+func say(format string, args ...any) {
+	fmt.Printf("==> "+format+"\n", args...)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

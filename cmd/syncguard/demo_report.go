@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/syncguard/syncguard/internal/loadgen"
+	"github.com/syncguard/syncguard/sinks"
+)
+
+// demoMonitor watches the demo's ClickHouse database and prints progress
+// and the final report.
+type demoMonitor struct {
+	cfg      sinks.ClickHouseConfig
+	database string
+	conn     driver.Conn
+}
+
+func newDemoMonitor(cfg sinks.ClickHouseConfig, database string) *demoMonitor {
+	return &demoMonitor{cfg: cfg, database: database}
+}
+
+func (m *demoMonitor) connect(ctx context.Context) (driver.Conn, error) {
+	if m.conn != nil {
+		return m.conn, nil
+	}
+	conn, err := sinks.OpenClickHouse(ctx, m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.conn = conn
+	return conn, nil
+}
+
+func (m *demoMonitor) close() {
+	if m.conn != nil {
+		m.conn.Close()
+	}
+}
+
+// count runs a count query; {db} stands for the demo database. Errors
+// count as -1 so that progress lines keep going during a hiccup.
+func (m *demoMonitor) count(ctx context.Context, query string) int64 {
+	conn, err := m.connect(ctx)
+	if err != nil {
+		return -1
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, strings.ReplaceAll(query, "{db}", m.database)).Scan(&n); err != nil {
+		return -1
+	}
+	return int64(n)
+}
+
+func (m *demoMonitor) progress(ctx context.Context, phase string, s loadgen.Snapshot) {
+	fmt.Printf("    %-15s %4.0fs  sent %6d  2xx %6d  4xx %5d  5xx %4d  |  audit rows %7d  messages %6d  alerts %3d\n",
+		phase, s.Elapsed.Seconds(), s.Sent, s.OK, s.ClientErrors, s.ServerErrors,
+		m.count(ctx, "SELECT count() FROM {db}.audit_log"),
+		m.count(ctx, "SELECT count() FROM {db}.messages"),
+		m.count(ctx, "SELECT count() FROM {db}.alerts"))
+}
+
+// waitSettled waits until the audit row count has not changed for two
+// seconds, which means the sink has caught up with everything produced.
+func (m *demoMonitor) waitSettled(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last, since := int64(-1), time.Now()
+	for time.Now().Before(deadline) {
+		n := m.count(ctx, "SELECT count() FROM {db}.audit_log")
+		if n != last {
+			last, since = n, time.Now()
+		} else if n > 0 && time.Since(since) >= 2*time.Second {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("audit rows still arriving after %s", timeout)
+}
+
+// report prints what the run did, from the load generator's counts and
+// from ClickHouse.
+func (m *demoMonitor) report(ctx context.Context, reports []loadgen.Report, clickhouseAddr string) error {
+	conn, err := m.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var sent, ok int64
+	for _, r := range reports {
+		sent += r.Sent
+		for code, n := range r.ByStatus {
+			if code >= 200 && code < 300 {
+				ok += n
+			}
+		}
+	}
+
+	fmt.Println()
+	fmt.Println("SyncGuard demo report")
+	fmt.Println("=====================")
+	fmt.Printf("requests sent: %d, acknowledged (2xx): %d\n\n", sent, ok)
+
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ingest outcome\treason\trequests")
+	if err := m.rows(ctx, tw, "SELECT outcome, reason, toString(count()) FROM {db}.audit_log WHERE stage = 'ingest' GROUP BY outcome, reason ORDER BY outcome, count() DESC"); err != nil {
+		return err
+	}
+	tw.Flush()
+	fmt.Println()
+
+	fmt.Fprintln(tw, "stored\tkind\tencrypted by\trows")
+	if err := m.rows(ctx, tw, "SELECT 'messages', kind, if(client_encrypted = 1, 'client (end to end)', 'syncguard (AES-256-GCM)'), toString(count()) FROM {db}.messages FINAL GROUP BY kind, client_encrypted ORDER BY kind"); err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "statuses\twhatsapp\t-\t%d\n", m.count(ctx, "SELECT count() FROM {db}.statuses"))
+	fmt.Fprintf(tw, "duplicates dropped\t\t\t%d\n", m.count(ctx, "SELECT count() FROM {db}.audit_log WHERE stage = 'processor' AND outcome = 'duplicate'"))
+	tw.Flush()
+	fmt.Println()
+
+	chain, err := sinks.VerifyChain(ctx, conn, m.database)
+	if err != nil {
+		return err
+	}
+	verdict := "intact"
+	if !chain.OK() {
+		verdict = "BROKEN at partition " + fmt.Sprint(chain.FirstBroken.Partition)
+	}
+	fmt.Printf("audit rows: %d in %d hash-chained partitions, chain %s\n\n", chain.Rows, len(chain.Partitions), verdict)
+
+	fmt.Fprintln(tw, "alert rule\tkey\tseverity\tcount\tscore")
+	if err := m.rows(ctx, tw, "SELECT rule, key, severity, toString(count), toString(round(score, 2)) FROM {db}.alerts ORDER BY raised_at"); err != nil {
+		return err
+	}
+	tw.Flush()
+
+	fmt.Printf(`
+Look further with clickhouse-client --port %s --database %s:
+  SELECT reason, source, count() FROM audit_log WHERE outcome = 'rejected' GROUP BY reason, source ORDER BY count() DESC
+  SELECT type, count() FROM messages FINAL GROUP BY type ORDER BY count() DESC
+  SELECT rule, key, severity, count, first_seen, last_seen, summary FROM alerts
+  SELECT message_id, latest_status, failed FROM statuses_latest LIMIT 10
+`, portOf(clickhouseAddr), m.database)
+	return nil
+}
+
+// rows prints the rows of a query whose columns are all strings, tab
+// separated.
+func (m *demoMonitor) rows(ctx context.Context, w *tabwriter.Writer, query string) error {
+	rows, err := m.conn.Query(ctx, strings.ReplaceAll(query, "{db}", m.database))
+	if err != nil {
+		return fmt.Errorf("report query: %w", err)
+	}
+	defer rows.Close()
+	n := len(rows.Columns())
+	for rows.Next() {
+		vals := make([]string, n)
+		ptrs := make([]any, n)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, strings.Join(vals, "\t"))
+	}
+	return rows.Err()
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}

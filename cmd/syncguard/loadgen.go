@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncguard/syncguard/internal/config"
+	"github.com/syncguard/syncguard/internal/loadgen"
+)
+
+// loadgenCommand sends generated traffic to a running ingest on loopback.
+func loadgenCommand(ctx context.Context, args []string) error {
+	fset := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	target := fset.String("target", "http://127.0.0.1:8080", "ingest base URL; only loopback hosts are accepted")
+	rate := fset.Float64("rate", 100, "requests per second (0 sends as fast as the connections allow)")
+	duration := fset.Duration("duration", 0, "stop after this long")
+	requests := fset.Int64("requests", 0, "stop after this many requests")
+	concurrency := fset.Int("concurrency", 8, "connections")
+	mix := fset.String("mix", "webhook=75,sync=20,redelivery=5", "weights of request kinds: webhook, text, sync, forged, redelivery")
+	secretFile := fset.String("app-secret-file", "", "file with the WhatsApp app secret that signs webhooks (default: the demo secret)")
+	signingKey := fset.String("signing-key", "", "PEM Ed25519 key that signs sync tokens; needed when the mix has sync")
+	kid := fset.String("kid", "ed-1", "key id of --signing-key, as the ingest JWKS names it")
+	accounts := fset.Int("accounts", 3, "WhatsApp business accounts to send as")
+	devices := fset.Int("devices", 4, "sync devices to send as")
+	seed := fset.Int64("seed", time.Now().UnixNano(), "seed of the generated traffic; the same seed repeats message ids")
+	source := fset.String("source-addr", "", "loopback address to send from, such as 127.0.0.2")
+	if err := fset.Parse(args); err != nil {
+		return errUsage
+	}
+
+	weights, err := parseMix(*mix)
+	if err != nil {
+		return err
+	}
+	secret := demoAppSecret
+	if *secretFile != "" {
+		if secret, err = config.ReadSecretFile(*secretFile); err != nil {
+			return err
+		}
+	}
+	webhooks, err := loadgen.NewWebhookFactory(*seed, loadgen.ExampleAccounts(secret, *accounts))
+	if err != nil {
+		return err
+	}
+	cfg := loadgen.Config{
+		Target: *target, Rate: *rate, Duration: *duration, Requests: *requests,
+		Concurrency: *concurrency, Mix: weights, SourceAddr: *source, Webhooks: webhooks,
+		Progress: func(s loadgen.Snapshot) {
+			fmt.Fprintf(os.Stderr, "%5.0fs sent %d 2xx %d 4xx %d 5xx %d errors %d rate %.0f/s p99 %s\n",
+				s.Elapsed.Seconds(), s.Sent, s.OK, s.ClientErrors, s.ServerErrors, s.Errors, s.Rate, s.P99)
+		},
+	}
+	if weights.Sync > 0 {
+		if *signingKey == "" {
+			return fmt.Errorf("--signing-key: required when --mix has sync")
+		}
+		signer, err := loadgen.LoadSigningKey(*signingKey, *kid)
+		if err != nil {
+			return err
+		}
+		if cfg.Sync, err = loadgen.NewSyncFactory(*seed+1, loadgen.ExampleDevices(*devices), signer); err != nil {
+			return err
+		}
+	}
+
+	report, err := loadgen.Run(ctx, cfg)
+	printLoadReport(report)
+	return err
+}
+
+// parseMix reads "webhook=75,sync=20".
+func parseMix(s string) (loadgen.Mix, error) {
+	var m loadgen.Mix
+	fields := map[string]*int{"webhook": &m.Webhook, "text": &m.Text, "sync": &m.Sync, "forged": &m.Forged, "redelivery": &m.Redelivery}
+	for _, part := range strings.Split(s, ",") {
+		name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+		field, known := fields[name]
+		n, err := strconv.Atoi(value)
+		if !ok || !known || err != nil || n < 0 {
+			return m, fmt.Errorf("--mix: %q is not KIND=WEIGHT with KIND one of webhook, text, sync, forged, redelivery", part)
+		}
+		*field = n
+	}
+	return m, nil
+}
+
+func printLoadReport(r loadgen.Report) {
+	fmt.Printf("sent %d requests in %s (%.0f/s), %d errors, %d missed\n", r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate, r.Errors, r.Missed)
+	codes := make([]int, 0, len(r.ByStatus))
+	for c := range r.ByStatus {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	for _, c := range codes {
+		fmt.Printf("  HTTP %d: %d\n", c, r.ByStatus[c])
+	}
+	l := r.Latency
+	fmt.Printf("latency p50 %s  p90 %s  p99 %s  max %s\n", l.P50, l.P90, l.P99, l.Max)
+	for _, e := range r.ErrorSamples {
+		fmt.Printf("  error: %s\n", e)
+	}
+}

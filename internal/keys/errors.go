@@ -1,0 +1,18 @@
+package keys
+
+import "errors"
+
+var (
+	// ErrUnknownMaster is returned by Unwrap when the keyring has no master
+	// key with the requested id, for example because it was removed.
+	ErrUnknownMaster = errors.New("unknown master key")
+	// ErrDecrypt is returned when AES-GCM authentication fails: the key,
+	// the nonce, the additional data or the ciphertext is wrong or was
+	// tampered with.
+	ErrDecrypt = errors.New("decryption failed: wrong key, additional data or tampered ciphertext")
+	// ErrInsecureFile is returned by Load when group or others may read the
+	// keyring file.
+	ErrInsecureFile = errors.New("keyring file is readable by group or others")
+
+	errKeySize = errors.New("key must be 32 bytes")
+)

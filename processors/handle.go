@@ -1,0 +1,284 @@
+package processors
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/schemas"
+)
+
+// maxHeaderEcho is the maximum length of a header value copied into audit
+// events and dead letters. Raw records written by others may carry
+// arbitrary headers, and these copies must stay small.
+const maxHeaderEcho = 128
+
+// Content is the plaintext that EncryptedMessage.Ciphertext seals when the
+// processor encrypted it: this struct as JSON, sealed with AES-256-GCM under
+// the subject's data key with the message id as additional data.
+type Content struct {
+	// Type is the message or event type, repeated so that the plaintext
+	// can be read on its own.
+	Type string `json:"type"`
+	// Body is the content as received. For a WhatsApp message it is the
+	// object named after the type, such as the "text" object of a text
+	// message. For unsupported types it is the whole message minus from,
+	// id, timestamp and type. For a sync event it is the content object.
+	Body json.RawMessage `json:"body,omitempty"`
+	// Extra holds a WhatsApp message's other fields (context, referral,
+	// identity and the like) as one object.
+	Extra json.RawMessage `json:"extra,omitempty"`
+	// ProfileName is the customer's WhatsApp profile name, if sent.
+	ProfileName string `json:"profile_name,omitempty"`
+}
+
+// batch collects what one transaction produces and the state it would
+// create. The state is applied only after the transaction commits.
+type batch struct {
+	now     time.Time
+	records []*kgo.Record
+	// dedupeKeys are the keys this batch marked, per raw partition, in
+	// order; dedupeSeen indexes them to catch duplicates within the batch.
+	dedupeKeys map[int32][]dedupeKey
+	dedupeSeen map[int32]map[dedupeKey]bool
+	// newKeys are the data keys this batch created, by subject.
+	newKeys  map[string]*dataKey
+	outcomes map[string]int
+}
+
+func newBatch(now time.Time) *batch {
+	return &batch{
+		now:        now,
+		dedupeKeys: make(map[int32][]dedupeKey),
+		dedupeSeen: make(map[int32]map[dedupeKey]bool),
+		newKeys:    make(map[string]*dataKey),
+		outcomes:   make(map[string]int),
+	}
+}
+
+// add appends an output record with a JSON value. An empty key leaves the
+// record unkeyed.
+func (b *batch) add(topic, key string, value any) error {
+	v, err := json.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("encode %s record: %w", topic, err)
+	}
+	r := &kgo.Record{Topic: topic, Value: v}
+	if key != "" {
+		r.Key = []byte(key)
+	}
+	b.records = append(b.records, r)
+	return nil
+}
+
+// rawRecord is a raw record being processed, with its headers looked up.
+type rawRecord struct {
+	*kgo.Record
+	headers map[string]string
+	// duplicated names a header that appears more than once, which makes
+	// the record ambiguous and therefore rejected.
+	duplicated string
+	// requestID and source are for audit events, shortened to
+	// maxHeaderEcho bytes.
+	requestID, source string
+	receivedAt        time.Time
+	// auditEvents counts the audit events emitted so far; it numbers them.
+	auditEvents int
+}
+
+func newRawRecord(r *kgo.Record) *rawRecord {
+	rr := &rawRecord{Record: r, headers: make(map[string]string, len(r.Headers))}
+	for _, h := range r.Headers {
+		if _, seen := rr.headers[h.Key]; seen && rr.duplicated == "" {
+			rr.duplicated = h.Key
+		}
+		rr.headers[h.Key] = string(h.Value)
+	}
+	rr.requestID = truncate(rr.headers[schemas.HeaderRequestID], maxHeaderEcho)
+	rr.source = truncate(rr.headers[schemas.HeaderSource], maxHeaderEcho)
+	if t, err := time.Parse(time.RFC3339Nano, rr.headers[schemas.HeaderReceivedAt]); err == nil {
+		rr.receivedAt = t.UTC()
+	}
+	return rr
+}
+
+// processRecord routes one raw record and returns its outcome. An error
+// means the batch cannot be produced.
+func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
+	rr := newRawRecord(r)
+	if rr.duplicated != "" {
+		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
+			"header "+truncate(rr.duplicated, maxHeaderEcho)+" appears more than once")
+	}
+	switch kind := rr.headers[schemas.HeaderKind]; kind {
+	case schemas.KindWhatsApp:
+		return p.processWhatsApp(b, rr)
+	case schemas.KindSync:
+		return p.processSync(b, rr)
+	default:
+		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
+			"unknown record kind in header "+schemas.HeaderKind)
+	}
+}
+
+// reject dead-letters a whole raw record and audits the step that
+// rejected it.
+func (p *Processor) reject(b *batch, rr *rawRecord, action, reason, detail string) error {
+	if err := p.deadLetter(b, rr, reason, detail); err != nil {
+		return err
+	}
+	return p.audit(b, rr, schemas.AuditEvent{
+		Action:  action,
+		Outcome: schemas.OutcomeRejected,
+		Reason:  reason,
+		Route:   schemas.TopicDLQ,
+		Detail:  detail,
+	})
+}
+
+// deadLetter writes a DeadLetter that locates rr. It never copies the raw
+// value, which may hold plaintext content.
+func (p *Processor) deadLetter(b *batch, rr *rawRecord, reason, detail string) error {
+	return b.add(p.topics.dlq, string(rr.Key), schemas.DeadLetter{
+		Reason:    reason,
+		Detail:    detail,
+		Topic:     rr.Topic,
+		Partition: rr.Partition,
+		Offset:    rr.Offset,
+		RequestID: rr.requestID,
+		FailedAt:  b.now,
+	})
+}
+
+// audit emits one audit event for rr. Its id is derived from the raw
+// record's position and the event's index, so a batch replayed after a
+// crash produces the same ids and the sink can drop the copies.
+func (p *Processor) audit(b *batch, rr *rawRecord, ev schemas.AuditEvent) error {
+	ev.ID = "processor/" + rr.Topic + "/" + strconv.FormatInt(int64(rr.Partition), 10) + "/" +
+		strconv.FormatInt(rr.Offset, 10) + "/" + strconv.Itoa(rr.auditEvents)
+	rr.auditEvents++
+	ev.Time = b.now
+	ev.Stage = schemas.StageProcessor
+	ev.Source = rr.source
+	ev.RequestID = rr.requestID
+	key := ev.Account
+	if key == "" {
+		key = ev.Source
+	}
+	return b.add(p.topics.audit, key, ev)
+}
+
+// isDuplicate reports whether k was routed before from this raw partition,
+// in a committed batch or earlier in this one.
+func (p *Processor) isDuplicate(b *batch, partition int32, k dedupeKey) bool {
+	return b.dedupeSeen[partition][k] || p.dedupe.has(partition, k)
+}
+
+// markRouted writes the dedupe marker of k into the dedupe partition with
+// the raw record's partition number and remembers k for this batch.
+func (p *Processor) markRouted(b *batch, rr *rawRecord, k dedupeKey) error {
+	v, err := json.Marshal(dedupeMarker{RawOffset: rr.Offset, RoutedAt: b.now})
+	if err != nil {
+		return fmt.Errorf("encode dedupe marker: %w", err)
+	}
+	b.records = append(b.records, &kgo.Record{
+		Topic:     p.topics.dedupe,
+		Partition: rr.Partition,
+		Key:       []byte(hex.EncodeToString(k[:])),
+		Value:     v,
+	})
+	if b.dedupeSeen[rr.Partition] == nil {
+		b.dedupeSeen[rr.Partition] = make(map[dedupeKey]bool)
+	}
+	b.dedupeSeen[rr.Partition][k] = true
+	b.dedupeKeys[rr.Partition] = append(b.dedupeKeys[rr.Partition], k)
+	return nil
+}
+
+// dataKeyFor returns the data key to encrypt subject's content with. A
+// subject without a key gets a new one, whose wrapped form goes to the keys
+// topic in this batch's transaction, so that no committed message ever
+// refers to a key that was not stored.
+func (p *Processor) dataKeyFor(b *batch, subject string) (*dataKey, error) {
+	if k, ok := b.newKeys[subject]; ok {
+		return k, nil
+	}
+	if k := p.keys.get(subject); k != nil {
+		return k, nil
+	}
+	k := newDataKey(subject, b.now)
+	w, err := p.ring.WrapKey(subject, k.id, k.dek, k.createdAt)
+	if err != nil {
+		return nil, fmt.Errorf("wrap new data key: %w", err)
+	}
+	if err := b.add(p.topics.keys, keyRecordKey(subject, k.id), w); err != nil {
+		return nil, err
+	}
+	b.newKeys[subject] = k
+	return k, nil
+}
+
+// seal encrypts content for subject with the message id as additional data
+// and returns the key id, nonce and ciphertext.
+func (p *Processor) seal(b *batch, subject, messageID string, content Content) (keyID string, nonce, ciphertext []byte, err error) {
+	plaintext, err := json.Marshal(content)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("encode content: %w", err)
+	}
+	k, err := p.dataKeyFor(b, subject)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	nonce, ciphertext, err = keys.Seal(k.dek, plaintext, []byte(messageID))
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("encrypt content: %w", err)
+	}
+	return k.id, nonce, ciphertext, nil
+}
+
+// recordOutcome combines the outcomes of the items of one raw record.
+type recordOutcome struct{ accepted, duplicate, rejected int }
+
+func (o *recordOutcome) add(outcome string) {
+	switch outcome {
+	case outcomeAccepted:
+		o.accepted++
+	case outcomeDuplicate:
+		o.duplicate++
+	case outcomeRejected:
+		o.rejected++
+	}
+}
+
+// result is accepted when any item was routed or there was nothing to
+// route, duplicate when every routable item was a duplicate, and rejected
+// when every item was dead-lettered.
+func (o recordOutcome) result() string {
+	switch {
+	case o.accepted > 0:
+		return outcomeAccepted
+	case o.duplicate > 0:
+		return outcomeDuplicate
+	case o.rejected > 0:
+		return outcomeRejected
+	}
+	return outcomeAccepted
+}
+
+// joinDetail builds a dead-letter detail from its parts.
+func joinDetail(parts ...string) string { return strings.Join(parts, ": ") }
+
+// truncate shortens s to at most n bytes, on a UTF-8 boundary, for audit
+// events and dead-letter details.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
+}

@@ -27,8 +27,8 @@ const (
 	repoRoot     = "../.."
 )
 
-// promtool returns the path of promtool, or skips the test when it is not
-// installed, unless SYNCGUARD_REQUIRE_SERVICES=1 asks for a failure.
+// promtool returns the path of promtool. When promtool is not installed, it
+// skips the test, or fails it if SYNCGUARD_REQUIRE_SERVICES=1.
 func promtool(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("promtool")

@@ -116,7 +116,21 @@ func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
 		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
 			"header "+truncate(rr.duplicated, maxHeaderEcho)+" appears more than once")
 	}
-	switch kind := rr.headers[schemas.HeaderKind]; kind {
+	kind := rr.headers[schemas.HeaderKind]
+	if kind == schemas.KindWhatsApp || kind == schemas.KindSync {
+		// Ingest seals every raw value under a key derived from the
+		// envelope key; a value that does not open was written by someone
+		// else or altered in Kafka.
+		plain, err := p.sealer.Open(kind, rr.headers[schemas.HeaderRequestID], r.Value)
+		if err != nil {
+			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
+				"value does not open with the envelope key")
+		}
+		opened := *r
+		opened.Value = plain
+		rr.Record = &opened
+	}
+	switch kind {
 	case schemas.KindWhatsApp:
 		return p.processWhatsApp(b, rr)
 	case schemas.KindSync:

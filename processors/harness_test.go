@@ -204,8 +204,30 @@ func (rp *runningProcessor) stop(t *testing.T) {
 	})
 }
 
-// produceRaw writes a raw record and returns where it landed.
+// produceRaw seals the value of a raw record as ingest does, writes it and
+// returns where it landed.
 func (h *harness) produceRaw(r *kgo.Record) *kgo.Record {
+	h.t.Helper()
+	sealer, err := schemas.NewRawSealer(h.ring.EnvelopeKey())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var kind, requestID string
+	for _, hd := range r.Headers {
+		switch hd.Key {
+		case schemas.HeaderKind:
+			kind = string(hd.Value)
+		case schemas.HeaderRequestID:
+			requestID = string(hd.Value)
+		}
+	}
+	r.Value = sealer.Seal(kind, requestID, r.Value)
+	return h.produceUnsealed(r)
+}
+
+// produceUnsealed writes a raw record as it is, as someone without the
+// envelope key would.
+func (h *harness) produceUnsealed(r *kgo.Record) *kgo.Record {
 	h.t.Helper()
 	r.Topic = h.kafka.Topic(schemas.TopicRaw)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -72,6 +72,8 @@ type Processor struct {
 	// apps maps an app name to its App Secrets.
 	apps        map[string][][]byte
 	envelopeKey []byte
+	// sealer opens raw record values, which ingest encrypts.
+	sealer *schemas.RawSealer
 
 	keys    *keyStore
 	dedupe  *dedupeState // used by the processing loop only
@@ -143,6 +145,11 @@ func New(opts Options) (*Processor, error) {
 		sync: t(schemas.TopicSync), dlq: t(schemas.TopicDLQ), audit: t(schemas.TopicAudit),
 		keys: t(schemas.TopicKeys), dedupe: t(schemas.TopicDedupe),
 	}
+	sealer, err := schemas.NewRawSealer(p.envelopeKey)
+	if err != nil {
+		return nil, err
+	}
+	p.sealer = sealer
 	if len(p.apps) == 0 {
 		log.Warn("no WhatsApp apps configured: every WhatsApp record will be dead-lettered")
 	}

@@ -230,26 +230,48 @@ func TestProcessorRejectsForgedWhatsAppRecords(t *testing.T) {
 	otherKind := whatsAppRecord(body, testAppName, testAppSecret)
 	otherKind.Headers[0].Value = []byte("email")
 
+	// Signed correctly but written without the envelope key: in the clear,
+	// or sealed under another key.
+	otherSealer, err := schemas.NewRawSealer(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreignSealed := whatsAppRecord(body, testAppName, testAppSecret)
+	requestID := ""
+	for _, hd := range foreignSealed.Headers {
+		if hd.Key == schemas.HeaderRequestID {
+			requestID = string(hd.Value)
+		}
+	}
+	foreignSealed.Value = otherSealer.Seal(schemas.KindWhatsApp, requestID, body)
+
 	cases := []struct {
-		name   string
-		record *kgo.Record
-		reason string
+		name     string
+		record   *kgo.Record
+		reason   string
+		unsealed bool
 	}{
-		{"unsigned", whatsAppRecord(body, testAppName, ""), schemas.ReasonInvalidSignature},
-		{"signed with the verify token", whatsAppRecord(body, testAppName, "fake_verify_token_4711"), schemas.ReasonInvalidSignature},
-		{"signed with an access token", whatsAppRecord(body, testAppName, "EAAFAKEACCESSTOKEN0000000000"), schemas.ReasonInvalidSignature},
-		{"tampered body", tampered, schemas.ReasonInvalidSignature},
-		{"truncated digest", truncated, schemas.ReasonInvalidSignature},
-		{"digest without prefix", prefixless, schemas.ReasonInvalidSignature},
-		{"unknown app", whatsAppRecord(body, "other-app", testAppSecret), schemas.ReasonInvalidSignature},
-		{"signature header twice", doubled, schemas.ReasonVerifyFailed},
-		{"no kind header", noKind, schemas.ReasonVerifyFailed},
-		{"unknown kind", otherKind, schemas.ReasonVerifyFailed},
+		{"signed but not sealed", whatsAppRecord(body, testAppName, testAppSecret), schemas.ReasonVerifyFailed, true},
+		{"sealed with another key", foreignSealed, schemas.ReasonVerifyFailed, true},
+		{"unsigned", whatsAppRecord(body, testAppName, ""), schemas.ReasonInvalidSignature, false},
+		{"signed with the verify token", whatsAppRecord(body, testAppName, "fake_verify_token_4711"), schemas.ReasonInvalidSignature, false},
+		{"signed with an access token", whatsAppRecord(body, testAppName, "EAAFAKEACCESSTOKEN0000000000"), schemas.ReasonInvalidSignature, false},
+		{"tampered body", tampered, schemas.ReasonInvalidSignature, false},
+		{"truncated digest", truncated, schemas.ReasonInvalidSignature, false},
+		{"digest without prefix", prefixless, schemas.ReasonInvalidSignature, false},
+		{"unknown app", whatsAppRecord(body, "other-app", testAppSecret), schemas.ReasonInvalidSignature, false},
+		{"signature header twice", doubled, schemas.ReasonVerifyFailed, false},
+		{"no kind header", noKind, schemas.ReasonVerifyFailed, false},
+		{"unknown kind", otherKind, schemas.ReasonVerifyFailed, false},
 	}
 	raws := make(map[int64]string)
 	var partition int32
 	for _, c := range cases {
-		r := h.produceRaw(c.record)
+		produce := h.produceRaw
+		if c.unsealed {
+			produce = h.produceUnsealed
+		}
+		r := produce(c.record)
 		raws[r.Offset] = c.name
 		partition = r.Partition
 	}

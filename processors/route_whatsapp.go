@@ -130,6 +130,7 @@ func (p *Processor) routeMessage(b *batch, rr *rawRecord, account string, v Chan
 		KeyID:      keyID,
 		Nonce:      nonce,
 		Ciphertext: ciphertext,
+		Meta:       messageMeta(m, p.ring.Pseudonym),
 		Errors:     m.Errors,
 		RequestID:  rr.requestID,
 	})

@@ -10,11 +10,9 @@ type Config struct {
 	// Group is the Kafka consumer group that shares the audit partitions
 	// among detector instances.
 	Group string `yaml:"group"`
-	// TransactionalID identifies this instance's transactional producer.
-	// Each running instance needs its own value. Empty generates a random
-	// one at start-up. A stable value lets a restarted instance fence the
-	// open transaction of its crashed predecessor at once, instead of
-	// waiting for the broker to time it out.
+	// TransactionalID is the prefix of this instance's transactional id;
+	// kafka.instance_id follows it, so that a restarted instance fences the
+	// open transaction of its crashed predecessor at once.
 	TransactionalID string `yaml:"transactional_id"`
 	// Window is the size of the tumbling event-time windows.
 	Window time.Duration `yaml:"window"`
@@ -80,6 +78,7 @@ type FailureConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Group:           "syncguard-detector",
+		TransactionalID: "syncguard-detector",
 		Window:          time.Minute,
 		AllowedLateness: 10 * time.Second,
 		Cooldown:        5 * time.Minute,

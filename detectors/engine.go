@@ -2,8 +2,6 @@ package detectors
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,15 +99,9 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 // group and returns nil. It returns an error when a transaction cannot be
 // ended, because the producer is then unusable.
 func (e *Engine) Run(ctx context.Context) error {
-	txnID := e.cfg.TransactionalID
-	if txnID == "" {
-		var err error
-		if txnID, err = randomTransactionalID(); err != nil {
-			return err
-		}
-	}
+	txnID := e.kafka.TransactionalID(e.cfg.TransactionalID)
 	topic := e.kafka.Topic(schemas.TopicAudit)
-	sess, err := kgo.NewGroupTransactSession(e.clientOpts(topic, txnID)...)
+	sess, err := kgo.NewGroupTransactSession(e.clientOpts(topic)...)
 	if err != nil {
 		return fmt.Errorf("create detector kafka client: %w", err)
 	}
@@ -142,18 +134,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) clientOpts(topic, txnID string) []kgo.Opt {
+func (e *Engine) clientOpts(topic string) []kgo.Opt {
 	track := func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 		e.rules.TrackPartitions(assigned[topic])
 	}
 	forget := func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 		e.rules.ForgetPartitions(revoked[topic])
 	}
-	return append(e.kafka.BaseOpts(),
+	opts := append(e.kafka.BaseOpts(), e.kafka.TransactOpts(e.cfg.TransactionalID)...)
+	return append(opts,
 		kgo.ConsumerGroup(e.cfg.Group),
 		kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.TransactionalID(txnID),
 		kgo.OnPartitionsAssigned(track),
 		kgo.OnPartitionsRevoked(forget),
 		kgo.OnPartitionsLost(forget),
@@ -252,12 +244,4 @@ func firstError(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-func randomTransactionalID() (string, error) {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate transactional id: %w", err)
-	}
-	return "syncguard-detector-" + hex.EncodeToString(b), nil
 }

@@ -145,6 +145,7 @@ func runEngineScenario(t *testing.T, kcfg kafkaclient.Config) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Group = "detector-" + strings.TrimSuffix(kcfg.TopicPrefix, ".")
+	cfg.TransactionalID = cfg.Group
 
 	produceAudit(t, kcfg, scenarioEvents())
 	runUntilCommitted(t, kcfg, cfg)

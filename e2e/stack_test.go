@@ -170,6 +170,7 @@ var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap
 }).Parse(`kafka:
   brokers: [{{join .Brokers ", "}}]
   topic_prefix: {{.Name}}.
+  instance_id: {{.Name}}
   partitions: 3
 keys:
   keyring_file: {{.Keyring}}

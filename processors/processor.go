@@ -10,8 +10,6 @@ package processors
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,14 +59,13 @@ type topicNames struct {
 // Processor is the processor stage. Create it with New and start it with
 // Run; one Processor runs once.
 type Processor struct {
-	cfg        Config
-	kafka      kafkaclient.Config
-	log        *slog.Logger
-	ring       *keys.Keyring
-	now        func() time.Time
-	metrics    *metrics
-	topics     topicNames
-	instanceID string
+	cfg     Config
+	kafka   kafkaclient.Config
+	log     *slog.Logger
+	ring    *keys.Keyring
+	now     func() time.Time
+	metrics *metrics
+	topics  topicNames
 	// apps maps an app name to its App Secrets.
 	apps        map[string][][]byte
 	envelopeKey []byte
@@ -119,8 +116,6 @@ func New(opts Options) (*Processor, error) {
 		now = time.Now
 	}
 
-	var id [8]byte
-	_, _ = rand.Read(id[:]) // crypto/rand.Read returns no error since Go 1.24
 	p := &Processor{
 		cfg:         opts.Config,
 		kafka:       opts.Kafka,
@@ -128,7 +123,6 @@ func New(opts Options) (*Processor, error) {
 		ring:        opts.Keyring,
 		now:         now,
 		metrics:     m,
-		instanceID:  hex.EncodeToString(id[:]),
 		apps:        make(map[string][][]byte, len(opts.Config.Apps)),
 		envelopeKey: opts.Keyring.EnvelopeKey(),
 		keys:        newKeyStore(opts.Keyring, opts.Config.KeyCacheMaxEntries),
@@ -162,7 +156,7 @@ func (p *Processor) Ready() bool { return p.ready.Load() }
 
 // TransactionalID returns the transactional id this instance produces with.
 func (p *Processor) TransactionalID() string {
-	return p.cfg.TransactionalID + "-" + p.instanceID
+	return p.kafka.TransactionalID(p.cfg.TransactionalID)
 }
 
 // Run processes raw records until ctx ends. On start it checks the topics
@@ -286,11 +280,11 @@ func (p *Processor) sessionOpts() []kgo.Opt {
 			p.invalidate(event, changed[p.topics.raw])
 		}
 	}
-	return append(p.kafka.BaseOpts(),
+	opts := append(p.kafka.BaseOpts(), p.kafka.TransactOpts(p.cfg.TransactionalID)...)
+	return append(opts,
 		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.topics.raw),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionalID(p.TransactionalID()),
 		// read_committed so that records of aborted ingest or processor
 		// transactions are never processed. Stable offset fetches
 		// (KIP-447, RequireStableFetchOffsets) are always on in this

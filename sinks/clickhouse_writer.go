@@ -140,7 +140,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	for topic := range w.suffixes {
 		topics = append(topics, topic)
 	}
-	client, err := w.kafka.NewClient(
+	opts := append(w.kafka.GroupOpts(),
 		kgo.ConsumerGroup(w.cfg.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -151,6 +151,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(w.onRevoked),
 		kgo.OnPartitionsLost(w.onRevoked),
 	)
+	client, err := w.kafka.NewClient(opts...)
 	if err != nil {
 		return err
 	}

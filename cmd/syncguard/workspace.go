@@ -54,6 +54,7 @@ func newWorkspace(dir, name string, brokers []string, inProcess bool, clickhouse
 		cfg.Kafka.Brokers = brokers
 	}
 	cfg.Kafka.TopicPrefix = name + "."
+	cfg.Kafka.InstanceID = name
 	cfg.Keys.KeyringFile = keyringPath
 	cfg.WhatsApp.Apps = []ingest.WhatsAppApp{{
 		Name:        "demo",

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -30,6 +31,20 @@ type Config struct {
 	Partitions int32 `yaml:"partitions"`
 	// ReplicationFactor of topics created at start-up; 1 for a single broker.
 	ReplicationFactor int16 `yaml:"replication_factor"`
+	// InstanceID names this process to Kafka and must differ between all
+	// processes that run at once (default: the host name). Transactional
+	// ids end with it, so a restarted process fences the transactions its
+	// crashed predecessor left open at once, instead of consumers waiting
+	// for the broker to time them out. Two running processes with the same
+	// value fence each other.
+	InstanceID string `yaml:"instance_id"`
+	// SessionTimeout is how long the group coordinator waits for a silent
+	// consumer before it gives the consumer's partitions to others.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// TransactionTimeout is how long the broker keeps a transaction open
+	// before aborting it; consumers reading committed records wait at most
+	// this long behind a transaction of a process that died for good.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// InProcess starts an in-memory kfake cluster instead of connecting to
 	// Brokers. It keeps nothing across restarts: demo and unit tests only.
 	InProcess bool `yaml:"in_process"`
@@ -38,11 +53,13 @@ type Config struct {
 // Defaults returns the default configuration.
 func Defaults() Config {
 	return Config{
-		Brokers:           []string{"127.0.0.1:19092"},
-		TopicPrefix:       "syncguard.",
-		ClientID:          "syncguard",
-		Partitions:        3,
-		ReplicationFactor: 1,
+		Brokers:            []string{"127.0.0.1:19092"},
+		TopicPrefix:        "syncguard.",
+		ClientID:           "syncguard",
+		Partitions:         3,
+		ReplicationFactor:  1,
+		SessionTimeout:     10 * time.Second,
+		TransactionTimeout: 15 * time.Second,
 	}
 }
 
@@ -62,7 +79,44 @@ func (c Config) Validate() error {
 	if c.ReplicationFactor < 1 {
 		return fmt.Errorf("kafka.replication_factor: must be at least 1, got %d", c.ReplicationFactor)
 	}
+	// The broker's default group.min.session.timeout.ms is 6s.
+	if c.SessionTimeout < 6*time.Second {
+		return fmt.Errorf("kafka.session_timeout: must be at least 6s, got %s", c.SessionTimeout)
+	}
+	if c.TransactionTimeout < time.Second {
+		return fmt.Errorf("kafka.transaction_timeout: must be at least 1s, got %s", c.TransactionTimeout)
+	}
 	return nil
+}
+
+// Instance returns InstanceID, or the host name when it is empty.
+func (c Config) Instance() string {
+	if c.InstanceID != "" {
+		return c.InstanceID
+	}
+	if host, err := os.Hostname(); err == nil && host != "" {
+		return host
+	}
+	return "syncguard"
+}
+
+// TransactionalID returns the transactional id of a component of this
+// process: prefix, a dash and Instance.
+func (c Config) TransactionalID(prefix string) string { return prefix + "-" + c.Instance() }
+
+// GroupOpts returns the options that consumer group members share.
+func (c Config) GroupOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.SessionTimeout(c.SessionTimeout)}
+}
+
+// TransactOpts returns GroupOpts plus the options of a transactional
+// consume-and-produce member, whose transactional id is
+// TransactionalID(prefix).
+func (c Config) TransactOpts(prefix string) []kgo.Opt {
+	return append(c.GroupOpts(),
+		kgo.TransactionalID(c.TransactionalID(prefix)),
+		kgo.TransactionTimeout(c.TransactionTimeout),
+	)
 }
 
 // Topic returns the full name of the topic with the given suffix.

@@ -23,9 +23,12 @@ const (
 	demoDevices         = 6
 	demoRate            = 25 // requests per second of normal traffic
 	demoVolumeThreshold = 300
-	demoSpikeMessages   = 350
-	demoForgedRequests  = 30
-	demoAttackerAddr    = "127.0.0.2"
+	// Sync clients push batches of events for their user, so the demo's
+	// per-subject threshold sits above what its normal sync traffic sends.
+	demoSubjectThreshold = 1000
+	demoSpikeMessages    = 350
+	demoForgedRequests   = 30
+	demoAttackerAddr     = "127.0.0.2"
 )
 
 func demoCommand(ctx context.Context, args []string) error {
@@ -54,6 +57,7 @@ func demoCommand(ctx context.Context, args []string) error {
 		return err
 	}
 	ws.cfg.Detector.Volume.ThresholdAccount = demoVolumeThreshold
+	ws.cfg.Detector.Volume.ThresholdSubject = demoSubjectThreshold
 	say("SyncGuard demo: Kafka %s, ClickHouse %s, database %s", *kafkaMode, *clickhouse, name)
 	if err := ws.resetDatabase(ctx); err != nil {
 		return err

@@ -136,8 +136,8 @@ func (m *demoMonitor) report(ctx context.Context, reports []loadgen.Report, clic
 	}
 	fmt.Printf("audit rows: %d in %d hash-chained partitions, chain %s\n\n", chain.Rows, len(chain.Partitions), verdict)
 
-	fmt.Fprintln(tw, "alert rule\tkey\tseverity\tcount\tscore")
-	if err := m.rows(ctx, tw, "SELECT rule, key, severity, toString(count), toString(round(score, 2)) FROM {db}.alerts ORDER BY raised_at"); err != nil {
+	fmt.Fprintln(tw, "alert rule\tkey\tseverity\tcount when raised\tthreshold")
+	if err := m.rows(ctx, tw, "SELECT rule, key, severity, toString(count), toString(threshold) FROM {db}.alerts ORDER BY raised_at"); err != nil {
 		return err
 	}
 	tw.Flush()

@@ -146,6 +146,7 @@ func TestComposeMatchesCode(t *testing.T) {
 }
 
 func TestExampleConfigValid(t *testing.T) {
+	clearEnv(t)
 	dir := t.TempDir()
 	secret := dir + "/app_secret"
 	if err := os.WriteFile(secret, []byte("example-app-secret\n"), 0o600); err != nil {

@@ -43,7 +43,22 @@ func TestParseMix(t *testing.T) {
 	}
 }
 
+// clearEnv unsets the SYNCGUARD_ variables for the test, because they
+// override the config files under test; `scripts/services.sh env` exports
+// some of them.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, value, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SYNCGUARD_") {
+			os.Unsetenv(name)
+			t.Cleanup(func() { os.Setenv(name, value) })
+		}
+	}
+}
+
 func TestConfigErrorsNameKeys(t *testing.T) {
+	clearEnv(t)
 	f := func(yaml, wantKey string, targets ...string) {
 		t.Helper()
 		if len(targets) == 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -32,8 +33,20 @@ func benchCommand(ctx context.Context, args []string) error {
 	duration := fset.Duration("duration", 20*time.Second, "length of each measured phase")
 	concurrency := fset.Int("concurrency", 64, "connections of the load generator")
 	dir := fset.String("dir", filepath.Join(".local", "bench"), "folder for the run's keys, configuration and log")
+	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fset.Parse(args); err != nil {
 		return errUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	name := fmt.Sprintf("syncguard_bench_%d", time.Now().Unix())

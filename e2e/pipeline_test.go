@@ -226,3 +226,37 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		t.Errorf("audit verify output does not report the break:\n%s", out)
 	}
 }
+
+// TestSameEventIDOnTwoDevices sends one event id from two users' devices:
+// sync event ids are unique per device only, so both events stay stored,
+// even after ClickHouse merges the table.
+func TestSameEventIDOnTwoDevices(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	send := func(device, subject string) {
+		t.Helper()
+		token, _, err := s.signer.SignToken(subject, device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf(`[{"event_id":"evt-1","type":"note.updated","occurred_at":%q,"device_id":%q,"conversation_id":"c1","content":{"text":"note of %s"}}]`,
+			time.Now().UTC().Format(time.RFC3339), device, device)
+		got := s.send(http.MethodPost, "/v1/sync/events", [][2]string{
+			{"Authorization", "Bearer " + token}, {"X-Device-ID", device}, {"Content-Type", "application/json"},
+		}, []byte(body))
+		if got.Status != http.StatusAccepted {
+			t.Fatalf("%s: status %d, body %s", device, got.Status, got.Body)
+		}
+	}
+	send("dev-victim", "user-a")
+	send("dev-other", "user-b")
+
+	s.waitCount(2, 30*time.Second, "SELECT count() FROM {db}.messages FINAL WHERE message_id = 'evt-1'")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.ch.Exec(ctx, "OPTIMIZE TABLE "+s.database+".messages FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count("SELECT uniqExact(device) FROM {db}.messages WHERE message_id = 'evt-1'"); n != 2 {
+		t.Errorf("%d devices keep event evt-1 after the merge, want 2", n)
+	}
+}

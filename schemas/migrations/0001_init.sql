@@ -43,9 +43,12 @@ ORDER BY (kafka_partition, kafka_offset);
 
 -- messages holds encrypted WhatsApp messages and sync events (kind 'sync').
 -- nonce and ciphertext are raw bytes; meta is a JSON object of the fields
--- that are not content (media ids, mime types, reply ids, context ids). ReplacingMergeTree collapses a rare
--- duplicate message id within one month of received_at; the sink itself
--- writes each Kafka record once.
+-- that are not content (media ids, mime types, reply ids, context ids). A message is identified by kind, device
+-- and message id, because sync event ids are unique only per device: two
+-- devices that send the same event id keep one row each. ReplacingMergeTree
+-- collapses a repeated identity within one month of received_at (reads
+-- that must not see a duplicate before the merge use FINAL); the sink
+-- itself writes each Kafka record once.
 CREATE TABLE IF NOT EXISTS {db}.messages (
     message_id String,
     kind String,
@@ -71,9 +74,10 @@ CREATE TABLE IF NOT EXISTS {db}.messages (
     inserted_at DateTime
 ) ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(received_at)
-ORDER BY message_id;
+ORDER BY (kind, device, message_id);
 
--- statuses holds every WhatsApp delivery status update as received.
+-- statuses holds every WhatsApp delivery status update as received. The
+-- same update stored twice collapses into one row when parts merge.
 CREATE TABLE IF NOT EXISTS {db}.statuses (
     message_id String,
     account String,
@@ -89,7 +93,7 @@ CREATE TABLE IF NOT EXISTS {db}.statuses (
     kafka_partition Int32,
     kafka_offset Int64,
     inserted_at DateTime
-) ENGINE = MergeTree()
+) ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (message_id, timestamp, status);
 
@@ -109,7 +113,9 @@ SELECT
 FROM {db}.statuses
 GROUP BY message_id;
 
--- alerts holds every alert record that the detectors raised.
+-- alerts holds every alert that the detectors raised. Alert ids are
+-- deterministic (rule, key, window and severity), so an alert raised again
+-- after a detector restart collapses into one row when parts merge.
 CREATE TABLE IF NOT EXISTS {db}.alerts (
     id String,
     rule String,
@@ -129,9 +135,9 @@ CREATE TABLE IF NOT EXISTS {db}.alerts (
     kafka_partition Int32,
     kafka_offset Int64,
     inserted_at DateTime
-) ENGINE = MergeTree()
+) ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(raised_at)
-ORDER BY (raised_at, rule, id);
+ORDER BY (rule, id);
 
 -- audit_checkpoints holds signed audit chain checkpoints: the hash of the row
 -- at kafka_offset in kafka_partition of audit_log, signed with key_id.

@@ -1,19 +1,16 @@
 package ingest
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"encoding/base64"
+	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncguard/syncguard/schemas"
 )
@@ -37,10 +34,10 @@ type verifyKey struct {
 	key any // ed25519.PublicKey, *ecdsa.PublicKey or []byte for HS256
 }
 
-// tokenVerifier checks the sync API's bearer tokens.
+// tokenVerifier checks the sync API's access tokens.
 type tokenVerifier struct {
 	cfg    SyncAuthConfig
-	keys   map[string]verifyKey
+	keys   *keySource
 	parser *jwt.Parser
 	now    func() time.Time
 }
@@ -52,6 +49,16 @@ type accessClaims struct {
 	Scope string `json:"scope"`
 	// DeviceID binds the token to one device. It must equal X-Device-ID.
 	DeviceID string `json:"device_id"`
+	// Cnf binds the token to a DPoP key (RFC 9449). A token with cnf is
+	// accepted only with a proof signed by that key.
+	Cnf *confirmation `json:"cnf"`
+}
+
+// confirmation is the cnf claim. Only the jkt method is supported.
+type confirmation struct {
+	// JKT is the base64url SHA-256 JWK thumbprint (RFC 7638) of the key
+	// that must sign the DPoP proofs.
+	JKT string `json:"jkt"`
 }
 
 // numericClaims are the time claims as raw JSON, to check their type.
@@ -81,25 +88,15 @@ func isJSONNumber(v json.RawMessage) bool {
 	return len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))
 }
 
-// newTokenVerifier loads the JWKS file and the HS256 secret.
-func newTokenVerifier(cfg SyncAuthConfig, now func() time.Time) (*tokenVerifier, error) {
-	keys := map[string]verifyKey{}
-	if cfg.JWKSFile != "" {
-		var err error
-		if keys, err = loadJWKS(cfg.JWKSFile); err != nil {
-			return nil, fmt.Errorf("ingest.sync_auth.jwks_file: %w", err)
-		}
+// newTokenVerifier loads or fetches the trusted keys.
+func newTokenVerifier(cfg SyncAuthConfig, now func() time.Time, log *slog.Logger, reg prometheus.Registerer) (*tokenVerifier, error) {
+	keys, err := newKeySource(cfg, now, log, reg)
+	if err != nil {
+		return nil, err
 	}
 	methods := []string{algEdDSA, algES256}
 	if cfg.HS256Secret != "" {
-		if _, exists := keys[cfg.HS256KeyID]; exists {
-			return nil, fmt.Errorf("ingest.sync_auth.hs256_kid: %q is also a kid in the JWKS file", cfg.HS256KeyID)
-		}
-		keys[cfg.HS256KeyID] = verifyKey{alg: algHS256, key: []byte(cfg.HS256Secret.Reveal())}
 		methods = append(methods, algHS256)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("ingest.sync_auth.jwks_file: no usable Ed25519 or P-256 key")
 	}
 	v := &tokenVerifier{cfg: cfg, keys: keys, now: now}
 	v.parser = jwt.NewParser(
@@ -130,20 +127,40 @@ func invalidToken(cause string) *authError {
 	return &authError{code: schemas.ReasonInvalidToken, cause: cause}
 }
 
-// verify checks an Authorization header value and returns the token's
-// claims. The signature is checked before any claim is used.
-func (v *tokenVerifier) verify(authorization string) (*accessClaims, *authError) {
-	scheme, token, found := strings.Cut(authorization, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return nil, invalidToken("the Authorization scheme is not Bearer")
+// Authorization schemes of the sync API.
+const (
+	schemeBearer = "Bearer"
+	schemeDPoP   = "DPoP"
+)
+
+// splitAuthorization returns the scheme of an Authorization value, as
+// schemeBearer or schemeDPoP whatever its case, and the credentials.
+// scheme is "" for any other scheme.
+func splitAuthorization(authorization string) (scheme, token string) {
+	name, token, found := strings.Cut(authorization, " ")
+	if !found {
+		return "", ""
 	}
 	token = strings.TrimLeft(token, " ")
+	switch {
+	case strings.EqualFold(name, schemeBearer):
+		return schemeBearer, token
+	case strings.EqualFold(name, schemeDPoP):
+		return schemeDPoP, token
+	}
+	return "", ""
+}
+
+// verify checks an access token and returns its claims. The signature is
+// checked before any claim is used.
+func (v *tokenVerifier) verify(ctx context.Context, token string) (*accessClaims, *authError) {
 	if !wellFormedJWS(token) {
 		return nil, invalidToken("the token is not three base64url segments within the length limit")
 	}
 
 	claims := new(accessClaims)
-	if _, err := v.parser.ParseWithClaims(token, claims, v.keyFor); err != nil {
+	keyFor := func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) }
+	if _, err := v.parser.ParseWithClaims(token, claims, keyFor); err != nil {
 		return nil, invalidToken(err.Error())
 	}
 
@@ -164,6 +181,9 @@ func (v *tokenVerifier) verify(authorization string) (*accessClaims, *authError)
 	if claims.Subject == "" {
 		return nil, invalidToken("the sub claim is required")
 	}
+	if claims.Cnf != nil && !validThumbprint(claims.Cnf.JKT) {
+		return nil, invalidToken("cnf has no jkt that is an unpadded base64url SHA-256 thumbprint")
+	}
 	if !slices.Contains(strings.Fields(claims.Scope), v.cfg.RequiredScope) {
 		return nil, &authError{code: schemas.ReasonInsufficientScope, cause: "the scope claim lacks " + v.cfg.RequiredScope}
 	}
@@ -174,7 +194,7 @@ func (v *tokenVerifier) verify(authorization string) (*accessClaims, *authError)
 // Header members that name or carry keys (jwk, jku, x5u, x5c) are ignored,
 // and a token with a crit member is rejected because ingest implements no
 // JWS extension.
-func (v *tokenVerifier) keyFor(t *jwt.Token) (any, error) {
+func (v *tokenVerifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return nil, errors.New("the crit header names an unsupported extension")
 	}
@@ -190,7 +210,7 @@ func (v *tokenVerifier) keyFor(t *jwt.Token) (any, error) {
 	if kid == "" || len(kid) > maxKeyIDLen {
 		return nil, errors.New("the kid header is missing or too long")
 	}
-	k, ok := v.keys[kid]
+	k, ok := v.keys.lookup(ctx, kid)
 	if !ok {
 		return nil, errors.New("the kid names no trusted key")
 	}
@@ -225,89 +245,4 @@ func wellFormedJWS(token string) bool {
 		}
 	}
 	return dots == 2 && segment > 0
-}
-
-// jwk is one JSON Web Key of the JWKS file.
-type jwk struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	D   string `json:"d"`
-}
-
-// loadJWKS reads the Ed25519 and P-256 public keys of a JWKS file. Keys of
-// other types or for encryption are skipped. A private key is an error,
-// because it does not belong on a server that only verifies.
-func loadJWKS(path string) (map[string]verifyKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read JWKS: %w", err)
-	}
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("parse JWKS %s: %w", path, err)
-	}
-	keys := make(map[string]verifyKey, len(set.Keys))
-	for i, k := range set.Keys {
-		if k.D != "" {
-			return nil, fmt.Errorf("JWKS %s: key %d (kid %q) contains private key material; publish only public keys", path, i, k.Kid)
-		}
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		var vk verifyKey
-		switch {
-		case k.Kty == "OKP" && k.Crv == "Ed25519":
-			vk, err = ed25519JWK(k)
-		case k.Kty == "EC" && k.Crv == "P-256":
-			vk, err = p256JWK(k)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("JWKS %s: key %d (kid %q): %w", path, i, k.Kid, err)
-		}
-		if k.Kid == "" || len(k.Kid) > maxKeyIDLen {
-			return nil, fmt.Errorf("JWKS %s: key %d: kid must be 1 to %d bytes", path, i, maxKeyIDLen)
-		}
-		if _, dup := keys[k.Kid]; dup {
-			return nil, fmt.Errorf("JWKS %s: kid %q appears twice", path, k.Kid)
-		}
-		keys[k.Kid] = vk
-	}
-	return keys, nil
-}
-
-func ed25519JWK(k jwk) (verifyKey, error) {
-	if k.Alg != "" && k.Alg != algEdDSA && k.Alg != "Ed25519" {
-		return verifyKey{}, fmt.Errorf("alg %q does not fit an Ed25519 key", k.Alg)
-	}
-	x, err := base64.RawURLEncoding.Strict().DecodeString(k.X)
-	if err != nil || len(x) != ed25519.PublicKeySize {
-		return verifyKey{}, errors.New("x is not a base64url Ed25519 public key")
-	}
-	return verifyKey{alg: algEdDSA, key: ed25519.PublicKey(x)}, nil
-}
-
-func p256JWK(k jwk) (verifyKey, error) {
-	if k.Alg != "" && k.Alg != algES256 {
-		return verifyKey{}, fmt.Errorf("alg %q does not fit a P-256 key", k.Alg)
-	}
-	x, errX := base64.RawURLEncoding.Strict().DecodeString(k.X)
-	y, errY := base64.RawURLEncoding.Strict().DecodeString(k.Y)
-	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
-		return verifyKey{}, errors.New("x and y must be base64url 32-byte coordinates")
-	}
-	point := append(append([]byte{4}, x...), y...)
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
-	if err != nil {
-		return verifyKey{}, fmt.Errorf("x and y are not a P-256 point: %w", err)
-	}
-	return verifyKey{alg: algES256, key: pub}, nil
 }

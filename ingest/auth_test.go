@@ -210,7 +210,6 @@ func TestSyncAuth(t *testing.T) {
 		}, nil, 400, schemas.ReasonInvalidRequest},
 		{"no Authorization header", func(*harness) []string { return nil }, nil, 401, schemas.ReasonInvalidToken},
 		{"Basic scheme", func(*harness) []string { return []string{"Basic dXNlcjpwYXNz"} }, nil, 401, schemas.ReasonInvalidToken},
-		{"DPoP scheme", func(h *harness) []string { return []string{"DPoP " + h.token(h.claims())} }, nil, 401, schemas.ReasonInvalidToken},
 		{"scheme only", func(*harness) []string { return []string{"Bearer"} }, nil, 401, schemas.ReasonInvalidToken},
 		{"four segments", func(h *harness) []string { return bearer(h.token(h.claims()) + ".AAAA") }, nil, 401, schemas.ReasonInvalidToken},
 		{"base64 padding", func(h *harness) []string { return bearer(h.token(h.claims()) + "==") }, nil, 401, schemas.ReasonInvalidToken},

@@ -61,6 +61,29 @@ type Config struct {
 	SyncMaxClockSkew time.Duration `yaml:"sync_max_clock_skew"`
 	// SyncAuth configures bearer token verification for the sync API.
 	SyncAuth SyncAuthConfig `yaml:"sync_auth"`
+	// TrustedProxies are the CIDR prefixes (or single addresses) of the
+	// proxies whose X-Forwarded-For header is believed. Empty, the default,
+	// means the TCP peer is always the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Allowlist restricts each route to source prefixes.
+	Allowlist AllowlistConfig `yaml:"allowlist"`
+	// RateLimits configures the token buckets per source, account and
+	// device.
+	RateLimits RateLimitsConfig `yaml:"rate_limits"`
+	// Blocks configures the blocklist read from the control topic.
+	Blocks BlocksConfig `yaml:"blocks"`
+	// TLS, when its files are set, makes the server speak HTTPS (TLS 1.3
+	// only, HTTP/2 and HTTP/1.1).
+	TLS TLSConfig `yaml:"tls"`
+	// PublicOrigin is the scheme, host and non-default port under which
+	// clients reach ingest, such as https://ingest.example.com. DPoP proofs
+	// must name it in htu. It is never taken from Host or forwarded
+	// headers. Required when sync_auth.allow_unbound_tokens is false.
+	PublicOrigin string `yaml:"public_origin"`
+	// SyncIdempotencyMaxEntries caps the in-memory cache of accepted
+	// (device, event_id) pairs that lets ingest answer a replayed event with
+	// its original result. The oldest entries go first when it is full.
+	SyncIdempotencyMaxEntries int `yaml:"sync_idempotency_max_entries"`
 }
 
 // WhatsAppApp is one Meta app that may deliver webhooks.
@@ -112,6 +135,26 @@ type SyncAuthConfig struct {
 	// RequiredScope must be one of the space-separated values of the scope
 	// claim.
 	RequiredScope string `yaml:"required_scope"`
+	// JWKSURL is an http(s) URL serving the JSON Web Key Set, as an
+	// alternative to JWKSFile. Plain http is accepted only for loopback
+	// hosts, and redirects are not followed.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSRefresh is how often the set at JWKSURL is fetched again. A token
+	// with an unknown kid also triggers a fetch, at most once per 30s.
+	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+	// JWKSFetchTimeout bounds one fetch of JWKSURL. When a fetch fails, the
+	// last good set stays in use.
+	JWKSFetchTimeout time.Duration `yaml:"jwks_fetch_timeout"`
+	// AllowUnboundTokens accepts Bearer tokens without a cnf.jkt claim.
+	// Tokens with cnf.jkt always need a DPoP proof.
+	AllowUnboundTokens bool `yaml:"allow_unbound_tokens"`
+	// DPoPMaxAge is how far a DPoP proof's iat may lie from the server's
+	// time, in either direction.
+	DPoPMaxAge time.Duration `yaml:"dpop_max_age"`
+	// DPoPReplayCacheMax caps the proofs remembered to reject a reused jti.
+	// Each is remembered for twice DPoPMaxAge; when the cache is full of
+	// live entries, new proofs get 503 rather than opening a replay window.
+	DPoPReplayCacheMax int `yaml:"dpop_replay_cache_max"`
 }
 
 // DefaultConfig returns the default configuration. It does not validate:
@@ -136,11 +179,19 @@ func DefaultConfig() Config {
 		SyncMaxLineBytes:    64 << 10,
 		SyncMaxEventAge:     7 * 24 * time.Hour,
 		SyncMaxClockSkew:    5 * time.Minute,
+		RateLimits:          defaultRateLimits(),
+		Blocks:              defaultBlocks(),
 		SyncAuth: SyncAuthConfig{
-			MaxTokenLifetime: 15 * time.Minute,
-			Leeway:           30 * time.Second,
-			RequiredScope:    "sync:write",
+			MaxTokenLifetime:   15 * time.Minute,
+			Leeway:             30 * time.Second,
+			RequiredScope:      "sync:write",
+			JWKSRefresh:        5 * time.Minute,
+			JWKSFetchTimeout:   5 * time.Second,
+			AllowUnboundTokens: true,
+			DPoPMaxAge:         60 * time.Second,
+			DPoPReplayCacheMax: 1_000_000,
 		},
+		SyncIdempotencyMaxEntries: 250_000,
 	}
 }
 
@@ -186,7 +237,13 @@ func (c Config) Validate() error {
 	if c.SyncMaxLineBytes < 1 {
 		return fmt.Errorf("ingest.sync_max_line_bytes: must be positive, got %d", c.SyncMaxLineBytes)
 	}
+	if err := c.validateEdge(); err != nil {
+		return err
+	}
 	if err := c.validateApps(); err != nil {
+		return err
+	}
+	if err := c.validateReplayDefence(); err != nil {
 		return err
 	}
 	return c.SyncAuth.validate()
@@ -241,8 +298,8 @@ func (a SyncAuthConfig) validate() error {
 	if a.Audience == "" {
 		return errors.New("ingest.sync_auth.audience: missing")
 	}
-	if a.JWKSFile == "" && a.HS256Secret == "" {
-		return errors.New("ingest.sync_auth.jwks_file: missing, so sync tokens cannot be verified: set it or ingest.sync_auth.hs256_secret")
+	if a.JWKSFile == "" && a.JWKSURL == "" && a.HS256Secret == "" {
+		return errors.New("ingest.sync_auth.jwks_file: missing, so sync tokens cannot be verified: set it, ingest.sync_auth.jwks_url or ingest.sync_auth.hs256_secret")
 	}
 	if a.HS256Secret != "" {
 		if len(a.HS256Secret) < 32 {

@@ -49,4 +49,8 @@ var problems = map[string]problem{
 	schemas.ReasonPayloadTooLarge:   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	schemas.ReasonUnsupportedMedia:  {http.StatusUnsupportedMediaType, "Unsupported media type or encoding"},
 	schemas.ReasonUnavailable:       {http.StatusServiceUnavailable, "Service unavailable"},
+	schemas.ReasonForbiddenSource:   {http.StatusForbidden, "Source not allowed"},
+	schemas.ReasonBlocked:           {http.StatusForbidden, "Blocked"},
+	schemas.ReasonRateLimited:       {http.StatusTooManyRequests, "Too many requests"},
+	schemas.ReasonInvalidDPoPProof:  {http.StatusUnauthorized, "Invalid DPoP proof"},
 }

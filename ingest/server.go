@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,8 @@ type Server struct {
 	sealer  *schemas.RawSealer
 	keys    *webhookKeys
 	tokens  *tokenVerifier
+	dpop    *dpopVerifier
+	idem    *idempotency
 	metrics *metrics
 	auditor auditWriter
 	// produceLog limits the log lines about failed produces.
@@ -74,6 +77,20 @@ type Server struct {
 
 	addrMu sync.Mutex
 	addr   string
+
+	// Admission before the handlers: see guard.
+	kafkaCfg           kafkaclient.Config
+	controlTopic       string
+	resolver           addrResolver
+	allow              allowlist
+	limits             rateLimiters
+	blocks             *blocklist
+	blockMetrics       *blockMetrics
+	forwardedMalformed prometheus.Counter
+	controlLog         rate.Sometimes
+	// blocksLoaded is set once the control topic was read to its end.
+	blocksLoaded atomic.Bool
+	tlsConfig    *tls.Config
 }
 
 // New checks the options, reads the key files and creates the Kafka client
@@ -111,10 +128,24 @@ func New(opts Options) (*Server, error) {
 	if s.keys, err = newWebhookKeys(opts.Config.WhatsAppApps); err != nil {
 		return nil, err
 	}
-	if s.tokens, err = newTokenVerifier(opts.Config.SyncAuth, s.now); err != nil {
+	if s.tokens, err = newTokenVerifier(opts.Config.SyncAuth, s.now, s.log, reg); err != nil {
+		return nil, err
+	}
+	if s.dpop, err = newDPoPVerifier(opts.Config, s.now, reg); err != nil {
+		return nil, err
+	}
+	if s.idem, err = newIdempotency(opts.Config, reg); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	if err := s.setupEdge(opts.Config, reg); err != nil {
+		return nil, err
+	}
+	s.kafkaCfg = opts.Kafka
+	s.controlTopic = opts.Kafka.Topic(schemas.TopicControl)
+	if s.tlsConfig, err = loadTLS(opts.Config.TLS); err != nil {
 		return nil, err
 	}
 	s.auditor = auditWriter{s: s, topic: opts.Kafka.Topic(schemas.TopicAudit)}
@@ -153,7 +184,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/healthz", s.serveHealthz)
 	mux.HandleFunc("/readyz", s.serveReadyz)
 	mux.HandleFunc("/", s.serveNotFound)
-	return mux
+	return s.guard(mux)
 }
 
 // Handler returns the routes of the server: the two webhook methods, the
@@ -169,9 +200,10 @@ func (s *Server) Addr() string {
 
 // Ready reports whether the server accepts requests and Kafka responded
 // recently: a ping or produce succeeded within three ready_check_interval
-// periods, and no produce failed since.
+// periods, no produce failed since, and the control topic was read to its
+// end once.
 func (s *Server) Ready() bool {
-	if !s.serving.Load() {
+	if !s.serving.Load() || !s.blocksLoaded.Load() {
 		return false
 	}
 	ok, failed := s.lastKafkaOK.Load(), s.lastKafkaFailure.Load()
@@ -194,11 +226,13 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve serves on ln until ctx is cancelled. It then shuts down in this
-// order: stop accepting connections and drain in-flight requests (at most
-// shutdown_timeout), stop the readiness pings, flush buffered audit
-// records (at most audit_flush_timeout), and close the Kafka client if New
-// created it. It returns nil on a clean stop.
+// Serve serves on ln until ctx is cancelled, with TLS when ingest.tls is
+// set. While serving it follows the control topic for blocks. It then
+// shuts down in this order: stop accepting connections and drain in-flight
+// requests (at most shutdown_timeout), stop the readiness pings and the
+// control topic consumer, flush buffered audit records (at most
+// audit_flush_timeout), and close the Kafka client if New created it. It
+// returns nil on a clean stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -208,6 +242,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		TLSConfig:         s.tlsConfig,
+	}
+	control, err := s.kafkaCfg.NewClient(controlConsumerOpts(s.controlTopic, s.cfg.Blocks.FetchMaxWait)...)
+	if err != nil {
+		if s.ownsClient {
+			s.client.Close()
+		}
+		_ = ln.Close()
+		return fmt.Errorf("ingest: control topic consumer: %w", err)
 	}
 	s.addrMu.Lock()
 	s.addr = ln.Addr().String()
@@ -219,9 +262,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(pingsDone)
 		s.pingKafka(pingCtx)
 	}()
+	// The JWKS refresh stops with the pings.
+	jwksDone := make(chan struct{})
+	go func() {
+		defer close(jwksDone)
+		s.tokens.keys.run(pingCtx)
+	}()
+
+	controlCtx, stopControl := context.WithCancel(context.Background())
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		s.followControl(controlCtx, control)
+	}()
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if s.tlsConfig != nil {
+			// The certificate is in TLSConfig, so no file names.
+			served <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 	s.serving.Store(true)
 	s.log.Info("ingest listening", "addr", ln.Addr().String())
 
@@ -242,9 +305,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serveErr == nil {
 		serveErr = <-served
 	}
-	// 2. Stop the readiness pings.
+	// 2. Stop the readiness pings and the control topic consumer.
 	stopPings()
 	<-pingsDone
+	<-jwksDone
+	stopControl()
+	<-controlDone
+	control.Close()
 	// 3. Flush the audit records of the drained requests.
 	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.AuditFlushTimeout)
 	if err := s.client.Flush(flushCtx); err != nil {
@@ -324,4 +391,23 @@ func (s *Server) serveMethodNotAllowed(w http.ResponseWriter, r *http.Request, r
 	defer s.finish(x)
 	x.Header().Set("Allow", allow)
 	s.fail(x, schemas.ReasonMethodNotAllowed, "the method is not allowed on this route")
+}
+
+// loadTLS returns the TLS configuration of the listener, or nil when
+// ingest.tls names no files. It allows TLS 1.3 only and offers HTTP/2
+// before HTTP/1.1 in ALPN; net/http serves HTTP/2 on it because it then
+// configures h2 itself.
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	if c.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("ingest.tls: load cert_file %s and key_file %s: %w", c.CertFile, c.KeyFile, err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+	}, nil
 }

@@ -14,6 +14,7 @@ import (
 
 const (
 	headerDeviceID = "X-Device-Id"
+	headerDPoP     = "Dpop"
 	// Statuses of one event in a batch response.
 	eventAccepted = "accepted"
 	eventRejected = "rejected"
@@ -28,10 +29,15 @@ type batchResponse struct {
 }
 
 type eventResult struct {
-	Index   int         `json:"index"`
-	EventID string      `json:"event_id,omitempty"`
-	Status  string      `json:"status"`
-	Error   *eventError `json:"error,omitempty"`
+	Index   int    `json:"index"`
+	EventID string `json:"event_id,omitempty"`
+	Status  string `json:"status"`
+	// Replayed marks an event that an earlier request of the device
+	// stored; it was not stored again.
+	Replayed bool `json:"replayed,omitempty"`
+	// OriginalRequestID is the request that stored a replayed event.
+	OriginalRequestID string      `json:"original_request_id,omitempty"`
+	Error             *eventError `json:"error,omitempty"`
 }
 
 type eventError struct {
@@ -88,18 +94,25 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	if len(recs) > 0 {
 		errs := s.produceAll(r.Context(), recs)
 		for i, err := range errs {
+			res := &resp.Results[recIndex[i]]
 			if err != nil {
-				resp.Results[recIndex[i]].Status = eventRejected
-				resp.Results[recIndex[i]].Error = &eventError{Code: schemas.ReasonUnavailable, Detail: "the event could not be stored; retry it"}
+				res.Status = eventRejected
+				res.Error = &eventError{Code: schemas.ReasonUnavailable, Detail: "the event could not be stored; retry it"}
 				produceErr = err
+				continue
 			}
+			s.idem.remember(device, res.EventID, x.requestID, x.start)
 		}
 	}
 
 	firstRejection := ""
+	replayed := 0
 	for _, res := range resp.Results {
 		if res.Status == eventAccepted {
 			resp.Accepted++
+			if res.Replayed {
+				replayed++
+			}
 			continue
 		}
 		resp.Rejected++
@@ -109,6 +122,9 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusAccepted
 	x.detail = "accepted=" + strconv.Itoa(resp.Accepted) + " rejected=" + strconv.Itoa(resp.Rejected)
+	if replayed > 0 {
+		x.detail += " replayed=" + strconv.Itoa(replayed)
+	}
 	switch {
 	case produceErr != nil:
 		status = http.StatusServiceUnavailable
@@ -122,26 +138,53 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(x, status, &resp)
 }
 
-// authenticate checks the request's framing, token and device binding.
-// On failure it has sent the error response and returns ok false.
+// authenticate checks the request's framing, token, DPoP proof and
+// device binding. On failure it has sent the error response and returns
+// ok false.
 func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, string, bool) {
 	authorizations := r.Header.Values("Authorization")
 	devices := r.Header.Values(headerDeviceID)
-	if len(authorizations) > 1 || len(devices) > 1 {
-		s.fail(x, schemas.ReasonInvalidRequest, "send exactly one Authorization and one X-Device-ID header")
+	proofs := r.Header.Values(headerDPoP)
+	if len(authorizations) > 1 || len(devices) > 1 || len(proofs) > 1 {
+		s.fail(x, schemas.ReasonInvalidRequest, "send exactly one Authorization, one X-Device-ID and at most one DPoP header")
 		return nil, "", false
 	}
 	if len(authorizations) == 0 {
 		x.detail = "no Authorization header"
-		s.failToken(x, schemas.ReasonInvalidToken)
+		s.failToken(x, schemeBearer, schemas.ReasonInvalidToken)
 		return nil, "", false
 	}
-	claims, authErr := s.tokens.verify(authorizations[0])
+	scheme, token := splitAuthorization(authorizations[0])
+	if scheme == "" {
+		x.detail = "the Authorization scheme is neither Bearer nor DPoP"
+		s.failToken(x, schemeBearer, schemas.ReasonInvalidToken)
+		return nil, "", false
+	}
+	claims, authErr := s.tokens.verify(r.Context(), token)
 	if authErr != nil {
 		x.detail = clip(authErr.cause)
-		s.failToken(x, authErr.code)
+		s.failToken(x, scheme, authErr.code)
 		return nil, "", false
 	}
+
+	// The token's binding decides the scheme: DPoP for tokens with
+	// cnf.jkt, Bearer for the others (RFC 9449).
+	bound := claims.Cnf != nil
+	switch {
+	case bound && scheme != schemeDPoP:
+		x.detail = "a DPoP-bound token was sent with the Bearer scheme"
+		s.failToken(x, schemeDPoP, schemas.ReasonInvalidToken)
+		return nil, "", false
+	case !bound && scheme == schemeDPoP:
+		x.detail = "a token without cnf.jkt was sent with the DPoP scheme"
+		s.failToken(x, schemeDPoP, schemas.ReasonInvalidToken)
+		return nil, "", false
+	case !bound && !s.cfg.SyncAuth.AllowUnboundTokens:
+		x.detail = "the token has no cnf.jkt and allow_unbound_tokens is false"
+		s.failToken(x, schemeDPoP, schemas.ReasonInvalidToken)
+		return nil, "", false
+	}
+
 	if len(devices) == 0 || !validID(devices[0], maxIDLen) {
 		s.fail(x, schemas.ReasonInvalidRequest, "the X-Device-ID header must be 1 to 128 characters of A-Z a-z 0-9 . _ : -")
 		return nil, "", false
@@ -152,19 +195,47 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 		s.fail(x, schemas.ReasonDeviceMismatch, "the token is not bound to this device")
 		return nil, "", false
 	}
+	// Blocks and the device's rate limit come before the proof, so that a
+	// rejected request does not use up its jti.
+	if !s.admitDevice(x, device) {
+		return nil, "", false
+	}
+
+	// The proof goes last: checking it uses up its jti.
+	if bound {
+		if len(proofs) == 0 {
+			x.detail = "a DPoP-bound token came without a DPoP header"
+			s.failToken(x, schemeDPoP, schemas.ReasonInvalidDPoPProof)
+			return nil, "", false
+		}
+		if err := s.dpop.verify(proofs[0], r.Method, r.URL.EscapedPath(), token, claims.Cnf.JKT); err != nil {
+			x.detail = clip(err.cause)
+			if err.code == schemas.ReasonUnavailable {
+				s.fail(x, err.code, "the server cannot check DPoP proofs now; retry later")
+				return nil, "", false
+			}
+			s.failToken(x, schemeDPoP, err.code)
+			return nil, "", false
+		}
+	}
 	return claims, device, true
 }
 
-// failToken rejects a token with 401 or 403 and the WWW-Authenticate
-// header of RFC 6750. The detail does not tell which check failed.
-func (s *Server) failToken(x *exchange, code string) {
+// failToken rejects a token or proof with 401 or 403 and a
+// WWW-Authenticate challenge of the scheme (RFC 6750, RFC 9449). The
+// detail does not tell which check failed.
+func (s *Server) failToken(x *exchange, scheme, code string) {
 	h := x.Header()
 	if code == schemas.ReasonInsufficientScope {
-		h.Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+s.cfg.SyncAuth.RequiredScope+`"`)
+		h.Set("WWW-Authenticate", scheme+` error="insufficient_scope", scope="`+s.cfg.SyncAuth.RequiredScope+`"`)
 		s.fail(x, code, "the token lacks the scope "+s.cfg.SyncAuth.RequiredScope)
 		return
 	}
-	h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	h.Set("WWW-Authenticate", scheme+` error="`+code+`"`)
+	if code == schemas.ReasonInvalidDPoPProof {
+		s.fail(x, code, "the DPoP proof is missing, malformed, replayed or not bound to the token")
+		return
+	}
 	s.fail(x, code, "the access token is missing, malformed, expired or not trusted")
 }
 
@@ -236,6 +307,13 @@ func (s *Server) validateBatch(x *exchange, device, subject string, events [][]b
 			continue
 		}
 		seen[id] = true
+		if orig, ok := s.idem.lookup(device, id, x.start); ok {
+			// Stored by an earlier request: report the original result and
+			// store nothing.
+			results[i].Replayed = true
+			results[i].OriginalRequestID = orig.requestID
+			continue
+		}
 		mac := schemas.EnvelopeMAC(s.envelopeKey, x.requestID, receivedAt, device, subject, raw)
 		recs = append(recs, &kgo.Record{
 			Topic: s.rawTopic,

@@ -122,6 +122,9 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	if id := phoneNumberID(body); id != "" {
 		key = id
 		x.account = id
+		if !s.admitAccount(x, id) {
+			return
+		}
 	}
 	receivedAt := x.start.UTC().Format(timeFormat)
 	rec := &kgo.Record{

@@ -32,10 +32,13 @@ const (
 // Reason codes are stable and documented; dashboards and detectors group by
 // them. They double as the problem "code" in ingest error responses.
 const (
-	ReasonOK                = "ok"
-	ReasonInvalidSignature  = "invalid_signature"
-	ReasonMissingSignature  = "missing_signature"
-	ReasonInvalidToken      = "invalid_token"
+	ReasonOK               = "ok"
+	ReasonInvalidSignature = "invalid_signature"
+	ReasonMissingSignature = "missing_signature"
+	ReasonInvalidToken     = "invalid_token"
+	// ReasonInvalidDPoPProof is a DPoP proof that is missing, malformed,
+	// replayed or not bound to the token.
+	ReasonInvalidDPoPProof  = "invalid_dpop_proof"
 	ReasonDeviceMismatch    = "device_mismatch"
 	ReasonInsufficientScope = "insufficient_scope"
 	ReasonPayloadTooLarge   = "payload_too_large"
@@ -46,6 +49,7 @@ const (
 	ReasonUnsupportedMedia  = "unsupported_encoding"
 	ReasonRateLimited       = "rate_limited"
 	ReasonBlocked           = "blocked"
+	ReasonForbiddenSource   = "forbidden_source"
 	ReasonUnavailable       = "unavailable"
 	ReasonVerifyFailed      = "verify_failed"
 	ReasonInvalidMAC        = "invalid_mac"

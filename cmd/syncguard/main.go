@@ -29,6 +29,7 @@ func commands() []command {
 		{"migrate", "create or upgrade the ClickHouse tables", migrateCommand},
 		{"keys", "create or rotate the keyring: keys init|rotate --file FILE", keysCommand},
 		{"audit", "check the audit hash chain in ClickHouse: audit verify", auditCommand},
+		{"block", "add, remove or list blocks on the control topic: block add|remove|list", blockCommand},
 		{"loadgen", "send signed webhook and sync traffic to a local ingest", loadgenCommand},
 		{"bench", "measure throughput and latency of the running pipeline", benchCommand},
 		{"demo", "run the whole pipeline with generated traffic and an attack", demoCommand},

@@ -146,7 +146,7 @@ func TestChainVerifier(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rows := tc.tamper(buildChain(5))
-			v := newChainVerifier(1)
+			v := newChainVerifier(1, "db", nil)
 			for i := range rows {
 				v.check(&rows[i])
 			}

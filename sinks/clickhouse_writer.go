@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/internal/keys"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -23,8 +24,12 @@ type Options struct {
 	Kafka    kafkaclient.Config
 	Logger   *slog.Logger          // already carries component=sink; discards when nil
 	Registry prometheus.Registerer // a private registry when nil
-	// Now returns the inserted_at time of rows; time.Now when nil.
+	// Now returns the inserted_at time of rows and the signed_at time of
+	// checkpoints; time.Now when nil.
 	Now func() time.Time
+	// Keyring signs audit chain checkpoints. When it is nil the Writer
+	// writes no checkpoints and warns about it once at start.
+	Keyring *keys.Keyring
 }
 
 // Writer consumes the sink topics and writes their records into
@@ -65,6 +70,16 @@ type Writer struct {
 	lag   map[topicPartition]int64
 
 	pending *pendingBatch
+
+	// signer signs checkpoints; nil turns them off. checkpointOff is the
+	// reason, logged at start.
+	signer        CheckpointSigner
+	checkpointOff error
+	// marks holds the newest checkpoint that this Writer wrote per audit
+	// partition. Only the consume goroutine uses it.
+	marks map[int32]checkpointMark
+	// checkpointRetryAt delays the next attempt after a failed one.
+	checkpointRetryAt time.Time
 
 	// skipCommit makes the Writer insert rows but never commit offsets;
 	// tests use it to act out a crash between the two.
@@ -108,7 +123,9 @@ func New(opts Options) (*Writer, error) {
 		parts:    make(map[topicPartition]*partitionState),
 		lag:      make(map[topicPartition]int64),
 		pending:  newPendingBatch(),
+		marks:    make(map[int32]checkpointMark),
 	}
+	w.signer, w.checkpointOff = checkpointSigner(opts.Keyring)
 	for _, s := range opts.Config.Topics {
 		w.suffixes[opts.Kafka.Topic(s)] = s
 	}
@@ -160,6 +177,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	w.logger.Info("sink started", "group", w.cfg.Group, "topics", topics,
 		"database", w.cfg.ClickHouse.Database, "batch_max_rows", w.cfg.BatchMaxRows,
 		"flush_interval", w.cfg.FlushInterval)
+	w.logCheckpointMode()
 	w.ready.Store(true)
 	w.consume(ctx)
 
@@ -206,6 +224,10 @@ func (w *Writer) consume(ctx context.Context) {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
 		if !w.pending.empty() {
 			pollCtx, cancel = context.WithDeadline(ctx, w.pending.deadline(w.cfg.FlushInterval))
+		} else if due, ok := w.nextCheckpointDue(); ok {
+			// Wake up for a checkpoint that falls due while no record
+			// arrives, so an idle partition's tail gets anchored too.
+			pollCtx, cancel = context.WithDeadline(ctx, due)
 		}
 		fetches := w.client.PollRecords(pollCtx, w.cfg.BatchMaxRows-w.pending.rows)
 		cancel()
@@ -225,6 +247,8 @@ func (w *Writer) consume(ctx context.Context) {
 			}
 		}
 		if w.pending.empty() {
+			// Every tip is a stored row now, so it may be checkpointed.
+			w.writeCheckpoints(ctx, false)
 			w.client.AllowRebalance()
 		}
 	}
@@ -313,7 +337,7 @@ func (w *Writer) rowValues(rec *kgo.Record, suffix string, st *partitionState, i
 				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
 		}
 		r.link(st.tip)
-		st.tip = r.Hash
+		st.tip, st.tipOffset = r.Hash, rec.Offset
 		return r.values(), nil
 	case schemas.TopicMessages, schemas.TopicSync:
 		return messageValues(rec, suffix == schemas.TopicSync, insertedAt)
@@ -457,8 +481,10 @@ func insertRows(ctx context.Context, conn driver.Conn, database string, tr *tabl
 }
 
 // shutdown flushes and commits what is pending, bounded by
-// sinks.shutdown_timeout, and closes the Kafka client. Records that could
-// not be flushed stay uncommitted and are read again after a restart.
+// sinks.shutdown_timeout, writes a checkpoint of every audit partition
+// whose chain advanced since its last one, and closes the Kafka client.
+// Records that could not be flushed stay uncommitted and are read again
+// after a restart.
 func (w *Writer) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
 	defer cancel()
@@ -467,6 +493,11 @@ func (w *Writer) shutdown() {
 			w.logger.Warn("final flush did not finish; its records are read again after a restart",
 				"rows", w.pending.rows, "error", err)
 		}
+	}
+	// Anchor every partition's stored tail, unless rows are still pending:
+	// then the tips include rows that ClickHouse does not hold.
+	if w.pending.empty() {
+		w.writeCheckpoints(ctx, true)
 	}
 	w.client.CloseAllowingRebalance()
 }

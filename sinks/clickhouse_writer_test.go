@@ -322,7 +322,7 @@ func TestVerifyChainAcrossPages(t *testing.T) {
 	}
 
 	for _, page := range []int64{1, 3, 4, 100} {
-		pc, err := verifyPartition(context.Background(), conn, db, 0, page)
+		pc, _, err := verifyPartition(context.Background(), conn, db, 0, page, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

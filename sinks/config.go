@@ -39,6 +39,11 @@ type Config struct {
 	Migrate bool `yaml:"migrate"`
 	// ShutdownTimeout bounds the final flush and offset commit on shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// CheckpointInterval is the minimum time between two signed checkpoints
+	// of one audit partition. Rows stored after a partition's newest
+	// checkpoint are not anchored yet, so a shorter interval leaves less of
+	// the chain that someone with write access could rewrite unnoticed.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // ClickHouseConfig selects the ClickHouse server and database.
@@ -56,13 +61,14 @@ type ClickHouseConfig struct {
 // DefaultConfig returns the default configuration.
 func DefaultConfig() Config {
 	return Config{
-		ClickHouse:      DefaultClickHouseConfig(),
-		Group:           "syncguard-sink",
-		BatchMaxRows:    10000,
-		FlushInterval:   500 * time.Millisecond,
-		Topics:          slices.Clone(SinkTopics),
-		Migrate:         true,
-		ShutdownTimeout: 10 * time.Second,
+		ClickHouse:         DefaultClickHouseConfig(),
+		Group:              "syncguard-sink",
+		BatchMaxRows:       10000,
+		FlushInterval:      500 * time.Millisecond,
+		Topics:             slices.Clone(SinkTopics),
+		Migrate:            true,
+		ShutdownTimeout:    10 * time.Second,
+		CheckpointInterval: 10 * time.Second,
 	}
 }
 
@@ -92,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("sink.shutdown_timeout: must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.CheckpointInterval <= 0 {
+		return fmt.Errorf("sink.checkpoint_interval: must be positive, got %s", c.CheckpointInterval)
 	}
 	if len(c.Topics) == 0 {
 		return fmt.Errorf("sink.topics: must name at least one of %v", SinkTopics)

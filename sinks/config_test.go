@@ -4,13 +4,18 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/syncguard/syncguard/internal/config"
 )
 
 func TestDefaultConfigValid(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v", err)
+	}
+	if c.CheckpointInterval != 10*time.Second {
+		t.Errorf("default checkpoint_interval = %s, want 10s", c.CheckpointInterval)
 	}
 }
 
@@ -29,6 +34,8 @@ func TestConfigValidate(t *testing.T) {
 		{"zero batch", func(c *Config) { c.BatchMaxRows = 0 }, "sink.batch_max_rows"},
 		{"zero interval", func(c *Config) { c.FlushInterval = 0 }, "sink.flush_interval"},
 		{"zero shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "sink.shutdown_timeout"},
+		{"zero checkpoint interval", func(c *Config) { c.CheckpointInterval = 0 }, "sink.checkpoint_interval"},
+		{"negative checkpoint interval", func(c *Config) { c.CheckpointInterval = -time.Second }, "sink.checkpoint_interval"},
 		{"no topics", func(c *Config) { c.Topics = nil }, "sink.topics"},
 		{"unknown topic", func(c *Config) { c.Topics = []string{"raw"} }, "sink.topics"},
 	}
@@ -66,6 +73,7 @@ group: g2
 batch_max_rows: 50
 flush_interval: 2s
 topics: [audit, alerts]
+checkpoint_interval: 30s
 `), &c)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +86,9 @@ topics: [audit, alerts]
 	}
 	if c.ClickHouse.Username != "default" {
 		t.Errorf("username = %q, want the default kept", c.ClickHouse.Username)
+	}
+	if c.CheckpointInterval != 30*time.Second {
+		t.Errorf("checkpoint_interval = %s, want 30s", c.CheckpointInterval)
 	}
 	if c.Group != "g2" || c.BatchMaxRows != 50 || c.FlushInterval.String() != "2s" || len(c.Topics) != 2 {
 		t.Errorf("config = %+v", c)

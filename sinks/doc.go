@@ -8,4 +8,10 @@
 // stored, so a crash between an insert and the offset commit neither loses
 // nor duplicates rows. Audit rows form a hash chain per partition, which
 // VerifyChain recomputes.
+//
+// Given a keyring, the Writer also signs checkpoints of each audit
+// partition's chain into audit_checkpoints, at most once per
+// sink.checkpoint_interval and once more at shutdown. VerifyAudit checks
+// them, so that rows removed or rewritten up to the newest checkpoint are
+// detected even when every later hash was recomputed.
 package sinks

@@ -13,6 +13,8 @@ type metrics struct {
 	recordsSkipped     *prometheus.CounterVec
 	recordsUndecodable *prometheus.CounterVec
 	commitErrors       prometheus.Counter
+	checkpoints        prometheus.Counter
+	checkpointErrors   prometheus.Counter
 	lag                *prometheus.GaugeVec
 }
 
@@ -43,6 +45,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncguard_sink_commit_errors_total",
 			Help: "Failed Kafka offset commits after successful inserts.",
 		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncguard_sink_checkpoints_written_total",
+			Help: "Signed audit chain checkpoints inserted into audit_checkpoints.",
+		}),
+		checkpointErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncguard_sink_checkpoint_errors_total",
+			Help: "Failed checkpoint inserts; the checkpoint is tried again after the next flush.",
+		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "syncguard_sink_lag_records",
 			Help: "Records between the last fetched record and the high watermark, summed over the partitions this writer consumes, by topic suffix.",
@@ -50,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.rowsWritten, m.insertDuration, m.insertErrors, m.recordsSkipped, m.recordsUndecodable,
-		m.commitErrors, m.lag,
+		m.commitErrors, m.checkpoints, m.checkpointErrors, m.lag,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register sink metrics: %w", err)

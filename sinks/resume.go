@@ -26,6 +26,9 @@ type partitionState struct {
 	// tip is the hash of the last audit row of the partition, stored or
 	// pending; audit partitions only.
 	tip string
+	// tipOffset is the offset of the row whose hash is tip, or -1 when
+	// the partition has no audit row yet.
+	tipOffset int64
 }
 
 // alreadyStored reports whether the table holds the record at offset, and
@@ -41,6 +44,7 @@ func (s *partitionState) alreadyStored(offset int64) bool {
 	delete(s.stored, offset)
 	if hash != "" {
 		s.tip = hash
+		s.tipOffset = offset
 	}
 	return true
 }
@@ -53,7 +57,7 @@ func (s *partitionState) alreadyStored(offset int64) bool {
 // because an INSERT that spans several ClickHouse partitions (months) is
 // not atomic and may leave a gap after a crash.
 func loadPartitionState(ctx context.Context, conn driver.Conn, database string, t *table, tp topicPartition, from int64) (*partitionState, error) {
-	st := &partitionState{storedThrough: -1}
+	st := &partitionState{storedThrough: -1, tipOffset: -1}
 	where, args := partitionFilter(t, tp)
 	args = append(args, from)
 	where += " AND kafka_offset >= ?"
@@ -85,11 +89,11 @@ func loadPartitionState(ctx context.Context, conn driver.Conn, database string, 
 	if t != auditTable {
 		return st, nil
 	}
-	tip, err := chainTip(ctx, conn, database, tp.partition, from, st.storedThrough)
+	tip, tipOffset, err := chainTip(ctx, conn, database, tp.partition, from, st.storedThrough)
 	if err != nil {
 		return nil, err
 	}
-	st.tip = tip
+	st.tip, st.tipOffset = tip, tipOffset
 	return st, nil
 }
 
@@ -125,29 +129,30 @@ func listStored(ctx context.Context, conn driver.Conn, database string, t *table
 }
 
 // chainTip returns the hash that the next audit row of the partition links
-// to: the hash of the stored row at storedThrough when that is set, else
-// of the last stored row before offset from, else GenesisHash.
-func chainTip(ctx context.Context, conn driver.Conn, database string, partition int32, from, storedThrough int64) (string, error) {
-	q := "SELECT hash FROM " + database + ".audit_log WHERE kafka_partition = ? AND kafka_offset < ? ORDER BY kafka_offset DESC LIMIT 1"
+// to, and the offset of the row that carries it. That row is the stored row
+// at storedThrough when that is set, else the last stored row before offset
+// from. Without such a row it returns GenesisHash and offset -1.
+func chainTip(ctx context.Context, conn driver.Conn, database string, partition int32, from, storedThrough int64) (string, int64, error) {
+	q := "SELECT hash, kafka_offset FROM " + database + ".audit_log WHERE kafka_partition = ? AND kafka_offset < ? ORDER BY kafka_offset DESC LIMIT 1"
 	before := from
 	if storedThrough >= 0 {
 		before = storedThrough + 1
 	}
 	rows, err := conn.Query(ctx, q, partition, before)
 	if err != nil {
-		return "", fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
+		return "", 0, fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
 	}
 	defer rows.Close()
-	tip := GenesisHash
+	tip, offset := GenesisHash, int64(-1)
 	if rows.Next() {
-		if err := rows.Scan(&tip); err != nil {
-			return "", fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
+		if err := rows.Scan(&tip, &offset); err != nil {
+			return "", 0, fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
+		return "", 0, fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
 	}
-	return tip, nil
+	return tip, offset, nil
 }
 
 // storedOffsets returns, per partition, which pending offsets of tr the

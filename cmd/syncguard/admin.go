@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/syncguard/syncguard/internal/keys"
 	"github.com/syncguard/syncguard/sinks"
@@ -38,15 +39,17 @@ func migrateCommand(ctx context.Context, args []string) error {
 	return nil
 }
 
-// keysCommand creates or rotates the keyring file.
+// keysCommand creates or rotates the keyring file, or exports its public
+// checkpoint keys.
 func keysCommand(_ context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: syncguard keys init|rotate --file FILE")
+		fmt.Fprintln(os.Stderr, "usage: syncguard keys init|rotate --file FILE, or keys export-public --file FILE --out FILE")
 		return errUsage
 	}
 	fset := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
 	file := fset.String("file", "keyring.json", "keyring file (written with mode 0600)")
 	force := fset.Bool("force", false, "init: overwrite an existing keyring, which makes all data encrypted under it unreadable")
+	out := fset.String("out", "", "export-public: file to write the public checkpoint keys to (mode 0644; holds no secret)")
 	if err := fset.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -62,7 +65,7 @@ func keysCommand(_ context.Context, args []string) error {
 		if err := ring.Save(*file); err != nil {
 			return err
 		}
-		fmt.Printf("created keyring %s with master key %s\n", *file, ring.ActiveMaster())
+		fmt.Printf("created keyring %s with master key %s and checkpoint key %s\n", *file, ring.ActiveMaster(), ring.ActiveCheckpointKey())
 	case "rotate":
 		ring, err := keys.Load(*file)
 		if err != nil {
@@ -72,26 +75,56 @@ func keysCommand(_ context.Context, args []string) error {
 		if err := ring.Save(*file); err != nil {
 			return err
 		}
-		fmt.Printf("master key %s is now active in %s; older master keys stay for unwrapping\n", id, *file)
+		fmt.Printf("master key %s and checkpoint key %s are now active in %s; older master keys stay for unwrapping "+
+			"and older checkpoint public keys for verifying\n", id, ring.ActiveCheckpointKey(), *file)
+	case "export-public":
+		if *out == "" {
+			fmt.Fprintln(os.Stderr, "syncguard keys export-public: --out FILE is required")
+			return errUsage
+		}
+		ring, err := keys.Load(*file)
+		if err != nil {
+			return err
+		}
+		pub, err := ring.CheckpointPublicKeys()
+		if err != nil {
+			return fmt.Errorf("export public keys of %s: %w", *file, err)
+		}
+		if err := pub.Save(*out); err != nil {
+			return err
+		}
+		fmt.Printf("wrote public checkpoint keys %v to %s\n", pub.IDs(), *out)
 	default:
-		fmt.Fprintf(os.Stderr, "syncguard keys: unknown subcommand %q, use init or rotate\n", args[0])
+		fmt.Fprintf(os.Stderr, "syncguard keys: unknown subcommand %q, use init, rotate or export-public\n", args[0])
 		return errUsage
 	}
 	return nil
 }
 
-// auditCommand checks the audit hash chain stored in ClickHouse.
+// auditCommand checks the audit hash chain and its signed checkpoints
+// stored in ClickHouse.
 func auditCommand(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(os.Stderr, "usage: syncguard audit verify [--config FILE]")
+		fmt.Fprintln(os.Stderr, "usage: syncguard audit verify [--config FILE] [--public-keys FILE] [--expect-partitions N]")
 		return errUsage
 	}
 	fset := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	configPath := fset.String("config", "", "YAML configuration file (uses sink.clickhouse)")
+	configPath := fset.String("config", "", "YAML configuration file (uses sink.clickhouse and keys.keyring_file)")
+	publicKeys := fset.String("public-keys", "", "verify checkpoint signatures with this file of `syncguard keys export-public` "+
+		"instead of the keyring of keys.keyring_file")
+	expect := fset.Int("expect-partitions", 0, "partition count of the audit topic; partitions 0..N-1 without rows "+
+		"and checkpoints are then reported missing (0: check only the partitions found in ClickHouse)")
 	if err := fset.Parse(args[1:]); err != nil {
 		return errUsage
 	}
+	if *expect < 0 {
+		return fmt.Errorf("--expect-partitions: must not be negative, got %d", *expect)
+	}
 	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	verifier, err := checkpointVerifier(*publicKeys, cfg.Keys.KeyringFile)
 	if err != nil {
 		return err
 	}
@@ -101,17 +134,65 @@ func auditCommand(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 
-	report, err := sinks.VerifyChain(ctx, conn, cfg.Sink.ClickHouse.Database)
+	report, err := sinks.VerifyAudit(ctx, conn, cfg.Sink.ClickHouse.Database, sinks.VerifyOptions{
+		Verifier:         verifier,
+		ExpectPartitions: *expect,
+	})
 	if err != nil {
 		return err
 	}
-	for _, p := range report.Partitions {
-		fmt.Printf("partition %d: %d rows, offsets %d..%d, broken rows %d\n", p.Partition, p.Rows, p.FirstOffset, p.LastOffset, p.BrokenRows)
+	printAuditReport(report)
+	return auditResult(report)
+}
+
+// checkpointVerifier loads the public keys file when one is given, else the
+// keyring.
+func checkpointVerifier(publicKeys, keyringFile string) (sinks.CheckpointVerifier, error) {
+	if publicKeys != "" {
+		return keys.LoadPublicKeys(publicKeys)
 	}
-	if !report.OK() {
-		b := report.FirstBroken
+	ring, err := keys.Load(keyringFile)
+	if err != nil {
+		return nil, fmt.Errorf("keys.keyring_file: %w (or pass --public-keys FILE from `syncguard keys export-public`)", err)
+	}
+	if _, err := ring.CheckpointPublicKeys(); err != nil {
+		return nil, fmt.Errorf("keys.keyring_file %s: %w", keyringFile, err)
+	}
+	return ring, nil
+}
+
+func printAuditReport(report sinks.ChainReport) {
+	for _, p := range report.Partitions {
+		newest := "none"
+		if p.NewestCheckpoint >= 0 {
+			newest = fmt.Sprintf("%d (signed %s)", p.NewestCheckpoint, p.NewestCheckpointAt.Format(time.RFC3339))
+		}
+		fmt.Printf("partition %d: %d rows, offsets %d..%d, newest checkpoint %s, unanchored rows %d, broken rows %d, checkpoint problems %d\n",
+			p.Partition, p.Rows, p.FirstOffset, p.LastOffset, newest, p.UnanchoredRows, p.BrokenRows, p.CheckpointProblems)
+	}
+	for _, p := range report.Problems {
+		fmt.Printf("problem: %s\n", p)
+	}
+	if report.Rows > 0 && report.Checkpoints == 0 {
+		fmt.Println("warning: audit_checkpoints is empty, so nothing anchors the chain; rows could be rewritten or removed unnoticed")
+	}
+}
+
+func auditResult(report sinks.ChainReport) error {
+	if b := report.FirstBroken; b != nil {
 		return fmt.Errorf("audit chain broken: partition %d offset %d (row %s): %s", b.Partition, b.Offset, b.ID, b.Problem)
 	}
-	fmt.Printf("audit chain intact: %d rows\n", report.Rows)
+	if !report.OK() {
+		var n uint64
+		for _, p := range report.Partitions {
+			n += p.CheckpointProblems
+		}
+		first := "see the partitions above"
+		if len(report.Problems) > 0 {
+			first = report.Problems[0].String()
+		}
+		return fmt.Errorf("audit chain broken: %d checkpoint problems, first: %s", n, first)
+	}
+	fmt.Printf("audit chain intact: %d rows, %d checkpoints\n", report.Rows, report.Checkpoints)
 	return nil
 }

@@ -138,9 +138,9 @@ func (c Config) validate(targets []string) error {
 	if err := c.Telemetry.Validate(); err != nil {
 		return err
 	}
-	needsKeys := slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor)
+	needsKeys := slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor) || slices.Contains(targets, targetSink)
 	if needsKeys && c.Keys.KeyringFile == "" {
-		return errors.New("keys.keyring_file: required by the ingest and processor targets; create one with `syncguard keys init --file FILE`")
+		return errors.New("keys.keyring_file: required by the ingest, processor and sink targets; create one with `syncguard keys init --file FILE`")
 	}
 	checks := map[string]func() error{
 		targetIngest:    c.Ingest.Validate,

@@ -67,7 +67,7 @@ func newPipeline(ctx context.Context, cfg Config, targets []string, logger *slog
 	}
 
 	var ring *keys.Keyring
-	if slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor) {
+	if slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor) || slices.Contains(targets, targetSink) {
 		var err error
 		if ring, err = keys.Load(cfg.Keys.KeyringFile); err != nil {
 			p.close()
@@ -136,6 +136,7 @@ func (p *pipeline) build(target string, cfg Config, ring *keys.Keyring) (compone
 			Kafka:    cfg.Kafka,
 			Logger:   logger,
 			Registry: p.registry,
+			Keyring:  ring,
 		})
 	}
 	return nil, fmt.Errorf("BUG: no builder for target %q", target)

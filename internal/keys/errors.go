@@ -14,5 +14,9 @@ var (
 	// keyring file.
 	ErrInsecureFile = errors.New("keyring file is readable by group or others")
 
+	// ErrNoCheckpointKey is returned when the keyring has no checkpoint
+	// signing key, because its file was written before checkpoints existed.
+	ErrNoCheckpointKey = errors.New("keyring has no checkpoint signing key: run `syncguard keys rotate --file KEYRING` to add one")
+
 	errKeySize = errors.New("key must be 32 bytes")
 )

@@ -1,9 +1,12 @@
 package keys
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +19,19 @@ type keyringFile struct {
 	ActiveMaster string          `json:"active_master"`
 	PseudonymKey []byte          `json:"pseudonym_key"`
 	EnvelopeKey  []byte          `json:"envelope_key"`
+	// CheckpointKey signs audit chain checkpoints. Keyring files written
+	// before checkpoints existed lack it; `syncguard keys rotate` adds it.
+	CheckpointKey *checkpointKeyFile `json:"checkpoint_key,omitempty"`
+	// RetiredCheckpointKeys are the public halves of earlier checkpoint
+	// keys, kept to verify the checkpoints they signed.
+	RetiredCheckpointKeys []publicKeyFile `json:"retired_checkpoint_keys,omitempty"`
+}
+
+// checkpointKeyFile is an Ed25519 checkpoint key stored as its 32-byte seed.
+type checkpointKeyFile struct {
+	ID        string    `json:"id"`
+	Seed      []byte    `json:"seed"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 type masterKeyFile struct {
@@ -45,10 +61,12 @@ func Load(path string) (*Keyring, error) {
 		return nil, fmt.Errorf("load keyring %s: %w (mode %04o): run chmod 600 %s", path, ErrInsecureFile, perm, path)
 	}
 
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("load keyring: %w", err)
+	}
 	var file keyringFile
-	dec := json.NewDecoder(f)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&file); err != nil {
+	if err := decodeStrict(b, &file); err != nil {
 		return nil, fmt.Errorf("load keyring %s: invalid JSON: %w", path, err)
 	}
 	k, err := fromFile(file)
@@ -86,7 +104,52 @@ func fromFile(file keyringFile) (*Keyring, error) {
 	}
 	k.pseudonymKey = file.PseudonymKey
 	k.envelopeKey = file.EnvelopeKey
+	if err := k.checkpointFromFile(file); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// checkpointFromFile sets the checkpoint keys of k. Both are optional, so
+// that keyring files written before checkpoints existed still load.
+func (k *Keyring) checkpointFromFile(file keyringFile) error {
+	seen := make(map[string]bool)
+	for i, r := range file.RetiredCheckpointKeys {
+		if err := checkCheckpointID(r.ID, seen); err != nil {
+			return fmt.Errorf("retired_checkpoint_keys[%d].id: %w", i, err)
+		}
+		if len(r.PublicKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("retired_checkpoint_keys[%d].public_key: must be %d bytes, got %d", i, ed25519.PublicKeySize, len(r.PublicKey))
+		}
+		k.retiredCheckpoint = append(k.retiredCheckpoint, checkpointKey{id: r.ID, public: ed25519.PublicKey(r.PublicKey), createdAt: r.CreatedAt})
+	}
+	c := file.CheckpointKey
+	if c == nil {
+		return nil
+	}
+	if err := checkCheckpointID(c.ID, seen); err != nil {
+		return fmt.Errorf("checkpoint_key.id: %w", err)
+	}
+	if len(c.Seed) != ed25519.SeedSize {
+		return fmt.Errorf("checkpoint_key.seed: must be %d bytes, got %d", ed25519.SeedSize, len(c.Seed))
+	}
+	priv := ed25519.NewKeyFromSeed(c.Seed)
+	k.checkpoint = &checkpointKey{id: c.ID, private: priv, public: priv.Public().(ed25519.PublicKey), createdAt: c.CreatedAt}
+	return nil
+}
+
+// decodeStrict decodes one JSON value from b into v and rejects unknown
+// fields and trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
 }
 
 // Save writes the keyring to path with mode 0600. It writes a temporary file
@@ -150,6 +213,12 @@ func (k *Keyring) toFile() keyringFile {
 	}
 	for _, m := range k.masters {
 		file.MasterKeys = append(file.MasterKeys, masterKeyFile{ID: m.id, Key: m.key, CreatedAt: m.createdAt})
+	}
+	if c := k.checkpoint; c != nil {
+		file.CheckpointKey = &checkpointKeyFile{ID: c.id, Seed: c.private.Seed(), CreatedAt: c.createdAt}
+	}
+	for _, r := range k.retiredCheckpoint {
+		file.RetiredCheckpointKeys = append(file.RetiredCheckpointKeys, publicKeyFile{ID: r.id, PublicKey: r.public, CreatedAt: r.createdAt})
 	}
 	return file
 }

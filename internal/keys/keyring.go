@@ -1,7 +1,8 @@
 // Package keys holds SyncGuard's key material and the cryptography built on
 // it: keyed pseudonyms of personal identifiers, per-subject data keys wrapped
 // by rotating master keys, AES-256-GCM sealing of content, and the envelope
-// key that ingest and the processors share to authenticate raw records.
+// key that ingest and the processors share to authenticate raw records. It
+// also holds the Ed25519 key that signs audit chain checkpoints.
 //
 // A Keyring never prints its key material: fmt, slog and JSON see only the
 // master key ids.
@@ -46,25 +47,34 @@ type Keyring struct {
 	active       string      // id of the master key that wraps new data keys
 	pseudonymKey []byte
 	envelopeKey  []byte
+	// checkpoint signs audit chain checkpoints; nil in a keyring file
+	// written before checkpoints existed.
+	checkpoint        *checkpointKey
+	retiredCheckpoint []checkpointKey // public halves only, oldest first
 }
 
-// Generate returns a new keyring with one active master key "m1" and fresh
-// pseudonym and envelope keys.
+// Generate returns a new keyring with one active master key "m1", fresh
+// pseudonym and envelope keys, and the Ed25519 checkpoint key "c1".
 func Generate() *Keyring {
+	c := newCheckpointKey("c1")
 	return &Keyring{
 		masters:      []masterKey{{id: "m1", key: randomKey(), createdAt: time.Now().UTC()}},
 		active:       "m1",
 		pseudonymKey: randomKey(),
 		envelopeKey:  randomKey(),
+		checkpoint:   &c,
 	}
 }
 
 // Rotate adds a new master key, makes it the active one and returns its id.
 // Older master keys stay in the keyring so that data keys they wrapped can
-// still be unwrapped.
+// still be unwrapped. Rotate also replaces the checkpoint signing key, or
+// adds one to a keyring that lacks it. Of the replaced checkpoint key only
+// the public half stays, to verify the checkpoints it signed.
 func (k *Keyring) Rotate() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.rotateCheckpointLocked()
 
 	id := ""
 	for n := len(k.masters) + 1; ; n++ {

@@ -20,8 +20,16 @@ func volumeRules(cfg VolumeConfig) []*rule {
 			name:    RuleVolumeAccount,
 			noun:    "account",
 			counted: "routed messages",
-			match:   routedBy(func(ev *schemas.AuditEvent) string { return ev.Account }),
-			judge:   volumeJudge{threshold: cfg.ThresholdAccount, cfg: cfg}.judge,
+			match: routedBy(func(ev *schemas.AuditEvent) string {
+				// Sync events name their user's pseudonym as the account;
+				// the subject rule counts those, so only WhatsApp business
+				// accounts count here.
+				if ev.Route == schemas.TopicSync {
+					return ""
+				}
+				return ev.Account
+			}),
+			judge: volumeJudge{threshold: cfg.ThresholdAccount, cfg: cfg}.judge,
 		},
 		{
 			name:    RuleVolumeSubject,

@@ -389,3 +389,27 @@ func TestBaseline(t *testing.T) {
 		})
 	}
 }
+
+func TestVolumeAccountIgnoresSyncUsers(t *testing.T) {
+	r, _ := newTestRules(t, func(c *Config) {
+		c.Volume.ThresholdAccount = 5
+		c.Volume.ThresholdSubject = 1000
+	})
+	var alerts []schemas.Alert
+	for i := range 10 {
+		ev := routed("p_syncuser", "p_syncuser", base.Add(time.Duration(i)*time.Second))
+		ev.Route = schemas.TopicSync
+		alerts = append(alerts, r.Observe(ev)...)
+	}
+	if len(alerts) != 0 {
+		t.Fatalf("sync events raised %d account alerts, want none: %+v", len(alerts), alerts)
+	}
+	for i := range 5 {
+		ev := routed("200000000000002", "p_customer", base.Add(time.Duration(20+i)*time.Second))
+		ev.Route = schemas.TopicMessages
+		alerts = append(alerts, r.Observe(ev)...)
+	}
+	if len(alerts) != 1 || alerts[0].Rule != RuleVolumeAccount {
+		t.Fatalf("WhatsApp events raised %+v, want one volume_account alert", alerts)
+	}
+}

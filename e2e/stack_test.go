@@ -120,7 +120,8 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 
-	ingestAddr, opsAddr := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	ingestAddr, opsAddr := addrs[0], addrs[1]
 	s.ingestURL, s.opsURL = "http://"+ingestAddr, "http://"+opsAddr
 	runBrokers := brokers
 	if opts.Brokers != nil {
@@ -372,10 +373,22 @@ func randomHex(t *testing.T, n int) string {
 // ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct loopback addresses whose ports were free a
+// moment ago. The listeners stay open until all are chosen, so the kernel
+// cannot hand out one port twice.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }

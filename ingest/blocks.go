@@ -289,7 +289,7 @@ func controlEnds(ctx context.Context, cl *kgo.Client, topic string) (map[int32]i
 		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	if len(ends[topic]) == 0 {
-		return nil, fmt.Errorf("list end offsets of %s: topic not found: create the pipeline topics first", topic)
+		return nil, fmt.Errorf("list end offsets of %s: topic not found: syncguard run creates the topics once Kafka answers", topic)
 	}
 	out := make(map[int32]int64)
 	for p, end := range ends[topic] {

@@ -45,7 +45,7 @@ func listReadEnds(ctx context.Context, adm *kadm.Client, topic string, partition
 		return nil, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
 	}
 	if len(ends[topic]) == 0 {
-		return nil, fmt.Errorf("list last stable offsets of %s: topic not found: create the pipeline topics first", topic)
+		return nil, fmt.Errorf("list last stable offsets of %s: topic not found: syncguard run creates the topics once Kafka answers", topic)
 	}
 
 	out := make(map[int32]int64)

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/internal/loadgen"
 	"github.com/syncguard/syncguard/sinks"
 )
 
@@ -43,13 +45,14 @@ func migrateCommand(ctx context.Context, args []string) error {
 // checkpoint keys.
 func keysCommand(_ context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: syncguard keys init|rotate --file FILE, or keys export-public --file FILE --out FILE")
+		fmt.Fprintln(os.Stderr, "usage: syncguard keys init|rotate --file FILE, keys export-public --file FILE --out FILE,\n       or keys token-key --file KEY.pem --out JWKS.json [--kid ID] (a test token signing key for loadgen)")
 		return errUsage
 	}
 	fset := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
 	file := fset.String("file", "keyring.json", "keyring file (written with mode 0600)")
 	force := fset.Bool("force", false, "init: overwrite an existing keyring, which makes all data encrypted under it unreadable")
-	out := fset.String("out", "", "export-public: file to write the public checkpoint keys to (mode 0644; holds no secret)")
+	out := fset.String("out", "", "export-public: file to write the public checkpoint keys to (mode 0644; holds no secret); token-key: the JWKS file to write")
+	kid := fset.String("kid", "ed-1", "token-key: key id of the token signing key")
 	if err := fset.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -60,6 +63,9 @@ func keysCommand(_ context.Context, args []string) error {
 			return fmt.Errorf("keyring %s already exists; overwriting it would make data encrypted under it unreadable (use --force to do it anyway)", *file)
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("check keyring: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(*file), 0o700); err != nil {
+			return fmt.Errorf("create keyring folder: %w", err)
 		}
 		ring := keys.Generate()
 		if err := ring.Save(*file); err != nil {
@@ -94,8 +100,28 @@ func keysCommand(_ context.Context, args []string) error {
 			return err
 		}
 		fmt.Printf("wrote public checkpoint keys %v to %s\n", pub.IDs(), *out)
+	case "token-key":
+		// A sync token issuer normally owns this key; this one is for
+		// trying the sync API with `syncguard loadgen --signing-key`.
+		if *out == "" {
+			return fmt.Errorf("keys token-key: --out JWKS_FILE is required")
+		}
+		signer, jwks, err := loadgen.GenerateSigningKey(*kid)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(*file), 0o700); err != nil {
+			return fmt.Errorf("create key folder: %w", err)
+		}
+		if err := loadgen.SaveSigningKey(*file, signer); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, jwks, 0o644); err != nil {
+			return fmt.Errorf("write jwks: %w", err)
+		}
+		fmt.Printf("wrote Ed25519 token signing key %s (kid %s) and its JWKS %s\n", *file, *kid, *out)
 	default:
-		fmt.Fprintf(os.Stderr, "syncguard keys: unknown subcommand %q, use init, rotate or export-public\n", args[0])
+		fmt.Fprintf(os.Stderr, "syncguard keys: unknown subcommand %q, use init, rotate, export-public or token-key\n", args[0])
 		return errUsage
 	}
 	return nil

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/syncguard/syncguard/detectors"
@@ -86,27 +88,41 @@ func defaultConfig() Config {
 }
 
 // loadConfig reads path (may be empty) over the defaults, applies the
-// environment and copies the shared blocks into the components.
+// environment and copies the app list into ingest. It reads no secret
+// file: validate does that for the targets that need one.
 func loadConfig(path string) (Config, error) {
 	cfg := defaultConfig()
 	if err := config.LoadFile(path, &cfg); err != nil {
 		return cfg, err
 	}
-	if err := cfg.share(); err != nil {
-		return cfg, err
-	}
+	cfg.Ingest.WhatsAppApps = cfg.WhatsApp.Apps
 	return cfg, nil
 }
 
-// share copies the blocks that several components read.
-func (c *Config) share() error {
-	c.Ingest.WhatsAppApps = c.WhatsApp.Apps
-	apps, err := processorApps(c.WhatsApp.Apps)
-	if err != nil {
-		return err
+// scriptEnv lists SYNCGUARD_ variables that the scripts and tests read
+// and that are not config keys.
+var scriptEnv = []string{
+	"SYNCGUARD_CLICKHOUSE_ADDR", "SYNCGUARD_REQUIRE_SERVICES", "SYNCGUARD_LOCAL_DIR",
+	"SYNCGUARD_E2E_KEEP", "SYNCGUARD_LOAD_TEST",
+}
+
+// unknownEnv returns the SYNCGUARD_ variables of environ that set no config
+// key, such as a misspelt key.
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{}
+	cfg := defaultConfig()
+	_ = config.ApplyEnv(&cfg, func(name string) (string, bool) {
+		known[name] = true
+		return "", false
+	})
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, config.EnvPrefix) && !known[name] && !slices.Contains(scriptEnv, name) {
+			unknown = append(unknown, name)
+		}
 	}
-	c.Processor.Apps = apps
-	return nil
+	return unknown
 }
 
 // processorApps converts the app list for the processors, reading secret
@@ -123,6 +139,9 @@ func processorApps(apps []ingest.WhatsAppApp) ([]processors.App, error) {
 					return nil, fmt.Errorf("whatsapp.apps[%d].secrets[%d].secret_file: %w", i, j, err)
 				}
 			}
+			if secret == "" {
+				return nil, fmt.Errorf("whatsapp.apps[%d].secrets[%d]: the secret is empty; set secret or a non-empty secret_file", i, j)
+			}
 			p.Secrets = append(p.Secrets, processors.AppSecret{ID: s.ID, Secret: secret})
 		}
 		out = append(out, p)
@@ -130,13 +149,24 @@ func processorApps(apps []ingest.WhatsAppApp) ([]processors.App, error) {
 	return out, nil
 }
 
-// validate checks the blocks that the given targets use.
-func (c Config) validate(targets []string) error {
+// validate checks the blocks that the given targets use, and reads the
+// app secret files for the processor, which checks signatures again.
+func (c *Config) validate(targets []string) error {
 	if err := c.Kafka.Validate(); err != nil {
 		return err
 	}
 	if err := c.Telemetry.Validate(); err != nil {
 		return err
+	}
+	if err := c.validateAddrs(targets); err != nil {
+		return err
+	}
+	if slices.Contains(targets, targetProcessor) {
+		apps, err := processorApps(c.WhatsApp.Apps)
+		if err != nil {
+			return err
+		}
+		c.Processor.Apps = apps
 	}
 	needsKeys := slices.Contains(targets, targetIngest) || slices.Contains(targets, targetProcessor) || slices.Contains(targets, targetSink)
 	if needsKeys && c.Keys.KeyringFile == "" {
@@ -152,6 +182,49 @@ func (c Config) validate(targets []string) error {
 		if err := checks[t](); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateAddrs checks every address key that the targets use: host:port
+// with a port from 0 to 65535, and no two listeners on one port.
+func (c *Config) validateAddrs(targets []string) error {
+	for i, b := range c.Kafka.Brokers {
+		if err := checkAddr(b); err != nil && !c.Kafka.InProcess {
+			return fmt.Errorf("kafka.brokers[%d]: %w", i, err)
+		}
+	}
+	if c.Telemetry.ListenAddr != "" {
+		if err := checkAddr(c.Telemetry.ListenAddr); err != nil {
+			return fmt.Errorf("telemetry.listen_addr: %w", err)
+		}
+	}
+	if slices.Contains(targets, targetIngest) {
+		if err := checkAddr(c.Ingest.ListenAddr); err != nil {
+			return fmt.Errorf("ingest.listen_addr: %w", err)
+		}
+		_, ingestPort, _ := net.SplitHostPort(c.Ingest.ListenAddr)
+		_, opsPort, _ := net.SplitHostPort(c.Telemetry.ListenAddr)
+		if ingestPort == opsPort && ingestPort != "0" {
+			return fmt.Errorf("telemetry.listen_addr: port %s is also ingest.listen_addr's; use another", opsPort)
+		}
+	}
+	if slices.Contains(targets, targetSink) {
+		if err := checkAddr(c.Sink.ClickHouse.Addr); err != nil {
+			return fmt.Errorf("sink.clickhouse.addr: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkAddr reports whether addr is host:port with a numeric port.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port; use a number from 0 to 65535", addr)
 	}
 	return nil
 }

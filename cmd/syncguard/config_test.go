@@ -87,3 +87,51 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 	f("processor: {group: ''}\n", "processor.group", targetProcessor)
 	f("ingset: {}\n", "ingset")
 }
+
+func TestAddressesValidated(t *testing.T) {
+	f := func(mutate func(*Config), target, wantKey string) {
+		t.Helper()
+		cfg := defaultConfig()
+		mutate(&cfg)
+		err := cfg.validateAddrs([]string{target})
+		if err == nil || !strings.Contains(err.Error(), wantKey) {
+			t.Errorf("error = %v, want one naming %s", err, wantKey)
+		}
+	}
+	f(func(c *Config) { c.Ingest.ListenAddr = "127.0.0.1:99999" }, targetIngest, "ingest.listen_addr")
+	f(func(c *Config) { c.Telemetry.ListenAddr = c.Ingest.ListenAddr }, targetIngest, "telemetry.listen_addr")
+	f(func(c *Config) { c.Sink.ClickHouse.Addr = "127.0.0.1:19x00" }, targetSink, "sink.clickhouse.addr")
+	f(func(c *Config) { c.Kafka.Brokers = []string{"kafka:nine"} }, targetSink, "kafka.brokers[0]")
+
+	cfg := defaultConfig()
+	if err := cfg.validateAddrs(allTargets); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := unknownEnv([]string{
+		"SYNCGUARD_KAFKA_BROKERS=a:1", "SYNCGUARD_KAFKA_BROKER=a:1", "SYNCGUARD_REQUIRE_SERVICES=1",
+		"SYNCGUARD_INGEST_SYNC_AUTH_ISSUER=x", "PATH=/bin",
+	})
+	if strings.Join(got, ",") != "SYNCGUARD_KAFKA_BROKER" {
+		t.Errorf("unknownEnv = %v, want only the misspelt SYNCGUARD_KAFKA_BROKER", got)
+	}
+}
+
+func TestMigrateNeedsNoSecretFile(t *testing.T) {
+	clearEnv(t)
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "whatsapp: {apps: [{name: a, verify_token: v, secrets: [{id: s1, secret_file: /nonexistent/secret}]}]}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatalf("loadConfig read a secret file it does not need: %v", err)
+	}
+	err = cfg.validate([]string{targetProcessor})
+	if err == nil || !strings.Contains(err.Error(), "whatsapp.apps[0].secrets[0].secret_file") {
+		t.Errorf("validate for the processor: error = %v, want one naming the secret file key", err)
+	}
+}

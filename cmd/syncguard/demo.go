@@ -45,8 +45,11 @@ func demoCommand(ctx context.Context, args []string) error {
 		return fmt.Errorf("--kafka: use inprocess or real, not %q", *kafkaMode)
 	}
 
-	// 1. Workspace: fresh keys and a database of its own for this run.
-	name := "syncguard_demo"
+	// 1. Workspace: fresh keys and a fresh database. On the real Kafka the
+	// topics and groups get a new name each run, because earlier runs'
+	// topics still hold their records.
+	const database = "syncguard_demo"
+	name := database
 	var brokerList []string
 	if *kafkaMode == "real" {
 		brokerList = strings.Split(*brokers, ",")
@@ -56,9 +59,10 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ws.cfg.Sink.ClickHouse.Database = database
 	ws.cfg.Detector.Volume.ThresholdAccount = demoVolumeThreshold
 	ws.cfg.Detector.Volume.ThresholdSubject = demoSubjectThreshold
-	say("SyncGuard demo: Kafka %s, ClickHouse %s, database %s", *kafkaMode, *clickhouse, name)
+	say("SyncGuard demo: Kafka %s, ClickHouse %s, database %s", *kafkaMode, *clickhouse, database)
 	if err := ws.resetDatabase(ctx); err != nil {
 		return err
 	}
@@ -98,7 +102,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mon := newDemoMonitor(ws.cfg.Sink.ClickHouse, name)
+	mon := newDemoMonitor(ws.cfg.Sink.ClickHouse, database)
 	defer mon.close()
 	base := loadgen.Config{Target: target, Webhooks: webhooks, Sync: syncs, Concurrency: 8, Timeout: 10 * time.Second}
 	normal := base

@@ -26,6 +26,8 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	secretFile := fset.String("app-secret-file", "", "file with the WhatsApp app secret that signs webhooks (default: the demo secret)")
 	signingKey := fset.String("signing-key", "", "PEM Ed25519 key that signs sync tokens; needed when the mix has sync")
 	kid := fset.String("kid", "ed-1", "key id of --signing-key, as the ingest JWKS names it")
+	issuer := fset.String("issuer", loadgen.DefaultIssuer, "iss claim of sync tokens; must equal ingest.sync_auth.issuer")
+	audience := fset.String("audience", loadgen.DefaultAudience, "aud claim of sync tokens; must equal ingest.sync_auth.audience")
 	accounts := fset.Int("accounts", 3, "WhatsApp business accounts to send as")
 	devices := fset.Int("devices", 4, "sync devices to send as")
 	seed := fset.Int64("seed", time.Now().UnixNano(), "seed of the generated traffic; the same seed repeats message ids")
@@ -64,6 +66,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		signer.Issuer, signer.Audience = *issuer, *audience
 		if cfg.Sync, err = loadgen.NewSyncFactory(*seed+1, loadgen.ExampleDevices(*devices), signer); err != nil {
 			return err
 		}

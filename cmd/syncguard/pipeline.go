@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncguard/syncguard/detectors"
 	"github.com/syncguard/syncguard/ingest"
+	"github.com/syncguard/syncguard/internal/kafkaclient"
 	"github.com/syncguard/syncguard/internal/keys"
 	"github.com/syncguard/syncguard/internal/telemetry"
 	"github.com/syncguard/syncguard/processors"
@@ -39,6 +40,9 @@ type pipeline struct {
 	ingest   *ingest.Server
 	cluster  *kfake.Cluster // in-process Kafka, nil when real brokers are used
 	opsLn    net.Listener   // operator endpoints, nil when turned off
+	// pendingTopics is set when topic creation failed at start; run keeps
+	// trying until it succeeds.
+	pendingTopics *kafkaclient.Config
 }
 
 // newPipeline builds the components that targets name. Nothing runs until
@@ -61,8 +65,9 @@ func newPipeline(ctx context.Context, cfg Config, targets []string, logger *slog
 		err := cfg.Kafka.EnsureTopics(tctx)
 		cancel()
 		if err != nil {
-			logger.Error("could not create kafka topics; components stay unready until Kafka answers and the topics exist",
+			logger.Error("could not create kafka topics; retrying in the background, and components stay unready until they exist",
 				"brokers", cfg.Kafka.Brokers, "err", err)
+			p.pendingTopics = &cfg.Kafka
 		}
 	}
 
@@ -197,6 +202,14 @@ func (p *pipeline) run(ctx context.Context) error {
 		p.logger.Info("serving operator endpoints", "addr", p.opsLn.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 
+	if p.pendingTopics != nil {
+		opsWG.Add(1)
+		go func() {
+			defer opsWG.Done()
+			p.createTopicsLater(opsCtx, *p.pendingTopics)
+		}()
+	}
+
 	var first error
 	select {
 	case <-ctx.Done():
@@ -222,6 +235,29 @@ func (p *pipeline) run(ctx context.Context) error {
 		default:
 			return errors.Join(errs...)
 		}
+	}
+}
+
+// topicRetryInterval is the pause between attempts to create the topics
+// after a failed attempt.
+const topicRetryInterval = 5 * time.Second
+
+// createTopicsLater retries topic creation until it succeeds or ctx ends.
+func (p *pipeline) createTopicsLater(ctx context.Context, kcfg kafkaclient.Config) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(topicRetryInterval):
+		}
+		tctx, cancel := context.WithTimeout(ctx, topicSetupTimeout)
+		err := kcfg.EnsureTopics(tctx)
+		cancel()
+		if err == nil {
+			p.logger.Info("created kafka topics", "brokers", kcfg.Brokers)
+			return
+		}
+		p.logger.Debug("kafka topics still not created", "err", err)
 	}
 }
 

@@ -31,11 +31,14 @@ func runCommand(ctx context.Context, args []string) error {
 	}
 
 	logger := newLogger(cfg)
+	if unknown := unknownEnv(os.Environ()); len(unknown) > 0 {
+		logger.Warn("environment variables set no config key; check their spelling", "variables", unknown)
+	}
 	p, err := newPipeline(ctx, cfg, targets, logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("syncguard starting", "targets", targets, "ingest_addr", p.ingestAddr())
+	logger.Info("syncguard starting", "targets", targets)
 	if err := p.run(ctx); err != nil {
 		return err
 	}

@@ -72,8 +72,9 @@ func newWorkspace(dir, name string, brokers []string, inProcess bool, clickhouse
 	cfg.Sink.ClickHouse.Database = name
 	cfg.Sink.FlushInterval = 200 * time.Millisecond
 	cfg.Telemetry.ListenAddr = "127.0.0.1:0"
-	if err := cfg.share(); err != nil {
-		return nil, err
+	cfg.Ingest.WhatsAppApps = cfg.WhatsApp.Apps
+	if err := cfg.validate(allTargets); err != nil {
+		return nil, fmt.Errorf("BUG: workspace configuration invalid: %w", err)
 	}
 	return &workspace{dir: dir, cfg: cfg, signer: signer}, nil
 }

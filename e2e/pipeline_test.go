@@ -260,3 +260,5 @@ func TestSameEventIDOnTwoDevices(t *testing.T) {
 		t.Errorf("%d devices keep event evt-1 after the merge, want 2", n)
 	}
 }
+
+func secretOf(s string) config.Secret { return config.Secret(s) }

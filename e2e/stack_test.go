@@ -86,6 +86,10 @@ type stackOptions struct {
 	// NotReady waits only for /healthz at start, for a process that cannot
 	// become ready.
 	NotReady bool
+	// Apps replaces the whatsapp.apps list of the configuration (YAML list
+	// items, indented as under "apps:"). Empty keeps the one app of the
+	// recorded cases.
+	Apps string
 	// Extra is YAML appended to the generated configuration's blocks, keyed
 	// by block name ("ingest", "detector", ...).
 	Extra map[string]string
@@ -131,7 +135,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.writeConfig(configValues{
 		Name: s.name, Brokers: runBrokers, ClickHouse: chAddr, Database: s.database,
 		Keyring: keyringPath, JWKS: jwksPath, IngestAddr: ingestAddr, OpsAddr: opsAddr,
-		Extra: opts.Extra,
+		Apps: opts.Apps, Extra: opts.Extra,
 	})
 
 	// The test's own clients read what the pipeline wrote.
@@ -160,7 +164,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 }
 
 type configValues struct {
-	Name, ClickHouse, Database, Keyring, JWKS, IngestAddr, OpsAddr string
+	Name, ClickHouse, Database, Keyring, JWKS, IngestAddr, OpsAddr, Apps string
 	Brokers                                                        []string
 	Extra                                                          map[string]string
 }
@@ -177,12 +181,12 @@ keys:
   keyring_file: {{.Keyring}}
 whatsapp:
   apps:
-    - name: main
+{{if .Apps}}{{.Apps}}{{else}}    - name: main
       verify_token: ` + verifyToken + `
       secrets:
         - id: v1
           secret: ` + appSecret + `
-ingest:
+{{end}}ingest:
   listen_addr: {{.IngestAddr}}
   produce_timeout: 2s
   retry_after: 2s

@@ -10,16 +10,25 @@ import (
 )
 
 // startProxy forwards TCP connections from a new loopback listener on addr
-// to target until the test ends.
+// to target until the test ends, when it closes every connection.
 func startProxy(t *testing.T, addr, target string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
 	t.Cleanup(func() {
 		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -35,6 +44,9 @@ func startProxy(t *testing.T, addr, target string) {
 				in.Close()
 				continue
 			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); _, _ = io.Copy(out, in); out.Close() }()
 			go func() { defer wg.Done(); _, _ = io.Copy(in, out); in.Close() }()

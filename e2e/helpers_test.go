@@ -85,8 +85,8 @@ func (s *stack) settle() {
 // storedMessage is one row of the messages table.
 type storedMessage struct {
 	MessageID, Kind, Type, Account, Subject, KeyID string
-	Nonce, Ciphertext                               []byte
-	Meta, Errors                                    string
+	Nonce, Ciphertext                              []byte
+	Meta, Errors                                   string
 }
 
 func (s *stack) messages(where string, args ...any) []storedMessage {
@@ -241,7 +241,7 @@ func (s *stack) assertNoPlaintext(secrets ...string) {
 	}
 }
 
-// httpResult is a received HTTP answer.
+// httpResult is a received HTTP response.
 type httpResult struct {
 	Status int
 	Header http.Header

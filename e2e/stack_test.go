@@ -237,7 +237,7 @@ func (s *stack) mustRun(args ...string) string {
 	return string(out)
 }
 
-// start runs `syncguard run` and waits until /readyz answers 200.
+// start runs `syncguard run` and waits until /readyz returns 200.
 func (s *stack) start(targets string, healthOnly bool) {
 	s.t.Helper()
 	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)

@@ -16,8 +16,8 @@ import (
 )
 
 // Demo traffic shape. Normal traffic stays under the volume threshold of
-// every account; the spike alone crosses it for one account, and the
-// forged burst crosses the failed-signature threshold for one address.
+// every account. The spike alone crosses it for one account, and the forged
+// burst crosses the failed-signature threshold for one address.
 const (
 	demoAccounts        = 4
 	demoDevices         = 6
@@ -168,7 +168,7 @@ func envOr(key, fallback string) string {
 	return fallback
 }
 
-// say prints one line of demo output.
+// say prints one line of demo progress.
 func say(format string, args ...any) {
 	fmt.Printf("==> "+format+"\n", args...)
 }

@@ -25,7 +25,7 @@ import (
 // topicSetupTimeout bounds topic creation at start-up.
 const topicSetupTimeout = 15 * time.Second
 
-// component is what every pipeline stage offers to the process.
+// component is the interface every pipeline stage implements.
 type component interface {
 	Run(ctx context.Context) error
 	Ready() bool
@@ -59,7 +59,7 @@ func newPipeline(ctx context.Context, cfg Config, targets []string, logger *slog
 		cfg.Kafka = kcfg
 		logger.Info("started in-process kafka; it keeps nothing across restarts", "brokers", kcfg.Brokers)
 	} else {
-		// A process must start while Kafka is down: ingest then answers 503
+		// A process must start while Kafka is down: ingest then responds 503
 		// and /readyz reports it, instead of the process exiting.
 		tctx, cancel := context.WithTimeout(ctx, topicSetupTimeout)
 		err := cfg.Kafka.EnsureTopics(tctx)

@@ -2,6 +2,8 @@ package detectors
 
 import (
 	"time"
+
+	"github.com/syncguard/syncguard/schemas"
 )
 
 // Config holds the detector settings. Durations are YAML durations such as
@@ -30,8 +32,9 @@ type Config struct {
 	// cooldown.
 	MaxKeys int `yaml:"max_keys"`
 
-	Volume  VolumeConfig  `yaml:"volume"`
-	Failure FailureConfig `yaml:"failure"`
+	Volume      VolumeConfig      `yaml:"volume"`
+	Failure     FailureConfig     `yaml:"failure"`
+	Containment ContainmentConfig `yaml:"containment"`
 }
 
 // VolumeConfig sets the rules that count routed messages per account and per
@@ -97,6 +100,11 @@ func DefaultConfig() Config {
 			ThresholdAuthDevice:      10,
 			ThresholdForgedRaw:       1,
 		},
+		Containment: ContainmentConfig{
+			Enabled:     true,
+			MinSeverity: schemas.SeverityCritical,
+			BlockTTL:    15 * time.Minute,
+		},
 	}
 }
 
@@ -117,7 +125,10 @@ func (c Config) Validate() error {
 	if err := c.Volume.validate(); err != nil {
 		return err
 	}
-	return c.Failure.validate()
+	if err := c.Failure.validate(); err != nil {
+		return err
+	}
+	return c.Containment.validate()
 }
 
 func (v VolumeConfig) validate() error {

@@ -31,6 +31,13 @@ func TestConfigValidate(t *testing.T) {
 		{"detector.failure.threshold_auth_source", func(c *Config) { c.Failure.ThresholdAuthSource = 0 }},
 		{"detector.failure.threshold_auth_device", func(c *Config) { c.Failure.ThresholdAuthDevice = 0 }},
 		{"detector.failure.threshold_forged_raw", func(c *Config) { c.Failure.ThresholdForgedRaw = 0 }},
+		{"detector.containment.min_severity", func(c *Config) { c.Containment.MinSeverity = "info" }},
+		{"detector.containment.min_severity", func(c *Config) { c.Containment.MinSeverity = "" }},
+		{"detector.containment.block_ttl", func(c *Config) { c.Containment.BlockTTL = 0 }},
+		{"detector.containment.block_ttl", func(c *Config) { c.Containment.BlockTTL = -time.Minute }},
+		{"detector.containment.allowlist[1]", func(c *Config) { c.Containment.Allowlist = []string{"10.0.0.0/8", "proxy.internal"} }},
+		{"detector.containment.allowlist[0]", func(c *Config) { c.Containment.Allowlist = []string{"10.0.0.0/33"} }},
+		{"detector.containment.allowlist[0]", func(c *Config) { c.Containment.Allowlist = []string{"fe80::1%eth0"} }},
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
@@ -54,6 +61,22 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+func TestConfigContainmentDefaults(t *testing.T) {
+	c := DefaultConfig().Containment
+	if !c.Enabled {
+		t.Errorf("containment.enabled = false, want true")
+	}
+	if c.MinSeverity != "critical" {
+		t.Errorf("containment.min_severity = %q, want critical", c.MinSeverity)
+	}
+	if c.BlockTTL != 15*time.Minute {
+		t.Errorf("containment.block_ttl = %s, want 15m", c.BlockTTL)
+	}
+	if len(c.Allowlist) != 0 {
+		t.Errorf("containment.allowlist = %q, want empty", c.Allowlist)
+	}
+}
+
 func TestConfigDecode(t *testing.T) {
 	cfg := DefaultConfig()
 	doc := []byte(`
@@ -66,6 +89,10 @@ volume:
   baseline_alpha: 0.5
 failure:
   threshold_forged_raw: 3
+containment:
+  min_severity: warning
+  block_ttl: 1m
+  allowlist: [10.0.0.0/8, "2001:db8::1"]
 `)
 	if err := config.Decode(doc, &cfg); err != nil {
 		t.Fatalf("Decode: %v", err)
@@ -78,6 +105,15 @@ failure:
 	}
 	if cfg.Volume.ThresholdSubject != 200 || cfg.Group != "syncguard-detector" {
 		t.Errorf("defaults lost: %+v", cfg)
+	}
+	if !cfg.Containment.Enabled || cfg.Containment.MinSeverity != "warning" || cfg.Containment.BlockTTL != time.Minute {
+		t.Errorf("containment = %+v, want enabled, warning, 1m", cfg.Containment)
+	}
+	if got := cfg.Containment.Allowlist; len(got) != 2 || got[0] != "10.0.0.0/8" || got[1] != "2001:db8::1" {
+		t.Errorf("containment.allowlist = %q", got)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("decoded config: %v", err)
 	}
 	if err := config.Decode([]byte("windw: 1m\n"), &cfg); err == nil {
 		t.Errorf("unknown key decoded without error")

@@ -43,14 +43,18 @@ type Options struct {
 }
 
 // Engine reads the audit topic in a consumer group and writes the alerts
-// that Rules raises to the alerts topic. Each polled batch is one Kafka
-// transaction: the alerts it raised and its consumed offsets are committed
-// together, so no offset is committed before its alerts are durable.
+// that Rules raises to the alerts topic. Failure alerts at or above
+// detector.containment.min_severity also publish a block to the control
+// topic and a contain event to the audit topic. Each polled batch is one
+// Kafka transaction: the alerts, blocks and audit events it produced and
+// its consumed offsets are committed together, so no offset is committed
+// before its alerts and blocks are durable.
 type Engine struct {
 	cfg     Config
 	kafka   kafkaclient.Config
 	log     *slog.Logger
 	rules   *Rules
+	contain *containment
 	metrics *metrics
 	ready   atomic.Bool
 }
@@ -75,11 +79,16 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	contain, err := newContainment(opts.Config.Containment, opts.Config.MaxKeys, m)
+	if err != nil {
+		return nil, err
+	}
 	return &Engine{
 		cfg:     opts.Config,
 		kafka:   opts.Kafka,
 		log:     log,
 		rules:   newRules(opts.Config, m, opts.Now),
+		contain: contain,
 		metrics: m,
 	}, nil
 }
@@ -106,7 +115,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("create detector kafka client: %w", err)
 	}
 	e.ready.Store(true)
-	e.log.Info("detector started", "group", e.cfg.Group, "topic", topic, "transactional_id", txnID)
+	e.log.Info("detector started", "group", e.cfg.Group, "topic", topic, "transactional_id", txnID,
+		"containment", e.cfg.Containment.Enabled, "containment_min_severity", e.cfg.Containment.MinSeverity,
+		"containment_block_ttl", e.cfg.Containment.BlockTTL)
 
 	// Shutdown order: the loop stops fetching, the batch in progress is
 	// produced and committed inside processBatch, then Close leaves the
@@ -167,9 +178,11 @@ func (e *Engine) clientOpts(topic string) []kgo.Opt {
 }
 
 // processBatch feeds one poll's records to the rules and produces the
-// alerts they raise in one transaction with the consumed offsets. When the
-// transaction aborts, the session rewinds to the committed offsets, so the
-// rule state is reset to avoid counting the rewound records twice.
+// alerts they raise, with the blocks and contain events those alerts lead
+// to, in one transaction with the consumed offsets. When the transaction
+// aborts, the session rewinds to the committed offsets, so the rule state
+// is reset and the planned blocks are forgotten, to avoid counting the
+// rewound records twice and to let their alerts block again.
 func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) error {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
 	defer cancel()
@@ -190,7 +203,15 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 		}
 	}
 	alertsTopic := e.kafka.Topic(schemas.TopicAlerts)
-	raised := 0
+	produce := func(topic, key string, v any) {
+		value, err := json.Marshal(v)
+		if err != nil {
+			promise(nil, fmt.Errorf("encode %s record %s: %w", topic, key, err))
+			return
+		}
+		sess.Produce(bctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}, promise)
+	}
+	raised, contained := 0, 0
 	fetches.EachRecord(func(rec *kgo.Record) {
 		var ev schemas.AuditEvent
 		if err := json.Unmarshal(rec.Value, &ev); err != nil {
@@ -198,13 +219,11 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 			return
 		}
 		for _, a := range e.rules.ObservePartition(rec.Partition, ev) {
-			value, err := json.Marshal(a)
-			if err != nil {
-				promise(nil, fmt.Errorf("encode alert %s: %w", a.ID, err))
-				continue
-			}
-			sess.Produce(bctx, &kgo.Record{Topic: alertsTopic, Key: []byte(a.Rule + "/" + a.Key), Value: value}, promise)
+			produce(alertsTopic, a.Rule+"/"+a.Key, a)
 			raised++
+			if e.produceContainment(a, produce) {
+				contained++
+			}
 		}
 	})
 
@@ -220,14 +239,16 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 	committed, err := sess.End(bctx, end)
 
 	if committed {
+		e.contain.commit()
 		e.metrics.transactions.WithLabelValues("committed").Inc()
 		if raised > 0 {
-			e.log.Info("alerts raised", "alerts", raised, "records", fetches.NumRecords())
+			e.log.Info("alerts raised", "alerts", raised, "blocks", contained, "records", fetches.NumRecords())
 		}
 		return nil
 	}
 
 	e.metrics.transactions.WithLabelValues("aborted").Inc()
+	e.contain.abort()
 	e.rules.Reset()
 	e.log.Warn("detector transaction aborted; window state reset and uncommitted audit records will be read again",
 		"records", fetches.NumRecords(), "produce_error", produceErr, "error", err)
@@ -239,6 +260,26 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 	case <-time.After(abortBackoff):
 	}
 	return nil
+}
+
+// produceContainment produces the block that alert a leads to, keyed by
+// its control key, and its contain event, keyed by the blocked value as
+// ingest keys its events by source address. It reports whether a leads to
+// a block.
+//
+// NOTE: a transactional write ends its control partition with a commit
+// marker. Ingest's control reader (ingest/blocks.go) waits for a data
+// record at the end offset minus one, so until it skips markers, an ingest
+// started after such a write stays unready and `syncguard block list`
+// times out.
+func (e *Engine) produceContainment(a schemas.Alert, produce func(topic, key string, v any)) bool {
+	act, ok := e.contain.plan(a)
+	if !ok {
+		return false
+	}
+	produce(e.kafka.Topic(schemas.TopicControl), act.key, act.control)
+	produce(e.kafka.Topic(schemas.TopicAudit), act.control.Value, act.audit)
+	return true
 }
 
 func (e *Engine) logFetchErrors(fetches kgo.Fetches) {

@@ -4,10 +4,13 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncguard/syncguard/schemas"
 )
 
-// metrics are labelled only by rule name, severity and transaction result,
-// which are all fixed sets: keys never become label values.
+// metrics are labelled only by rule name, severity, transaction result,
+// control record kind and skip reason, which are all fixed sets: keys never
+// become label values.
 type metrics struct {
 	events       *prometheus.CounterVec
 	alerts       *prometheus.CounterVec
@@ -19,6 +22,12 @@ type metrics struct {
 	invalid      prometheus.Counter
 	resets       prometheus.Counter
 	transactions *prometheus.CounterVec
+
+	containActions   *prometheus.CounterVec
+	containSkipped   *prometheus.CounterVec
+	containBlocks    prometheus.Gauge
+	containCapacity  prometheus.Gauge
+	containEvictions prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,10 +72,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncguard_detector_transactions_total",
 			Help: "Consume-produce transactions, by result (committed or aborted).",
 		}, []string{"result"}),
+		containActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncguard_detector_containment_actions_total",
+			Help: "Blocks published to the control topic in a committed transaction, by control record kind.",
+		}, []string{"kind"}),
+		containSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncguard_detector_containment_skipped_total",
+			Help: "Alerts at or above detector.containment.min_severity that published no block, by reason (allowlisted, active, invalid_key).",
+		}, []string{"reason"}),
+		containBlocks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "syncguard_detector_containment_blocks",
+			Help: "Published blocks held in memory until they expire, so that a key is not blocked twice.",
+		}),
+		containCapacity: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "syncguard_detector_containment_blocks_capacity",
+			Help: "Maximum number of published blocks held in memory (detector.max_keys).",
+		}),
+		containEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncguard_detector_containment_evictions_total",
+			Help: "Published blocks forgotten before they expired because the table was full.",
+		}),
+	}
+	for _, kind := range []string{schemas.ControlBlockSource, schemas.ControlBlockDevice} {
+		m.containActions.WithLabelValues(kind)
+	}
+	for _, reason := range []string{skipAllowlisted, skipActive, skipInvalidKey} {
+		m.containSkipped.WithLabelValues(reason)
 	}
 	collectors := []prometheus.Collector{
 		m.events, m.alerts, m.suppressed, m.keys, m.capacity,
 		m.evictions, m.late, m.invalid, m.resets, m.transactions,
+		m.containActions, m.containSkipped, m.containBlocks, m.containCapacity, m.containEvictions,
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

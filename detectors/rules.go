@@ -113,6 +113,14 @@ func (r *Rules) Observe(ev schemas.AuditEvent) []schemas.Alert {
 // the rules judge a window each time an event is counted in it, so the
 // event that crosses a threshold raises the alert.
 func (r *Rules) ObservePartition(partition int32, ev schemas.AuditEvent) []schemas.Alert {
+	// The detector's own events, such as its containment actions, come
+	// back through the audit topic. No rule counts them, and their times
+	// are wall-clock raise times, so they must not move the watermark
+	// either: in a replay of older traffic they would make every later
+	// event late.
+	if ev.Stage == schemas.StageDetector {
+		return nil
+	}
 	if ev.Time.IsZero() {
 		r.metrics.invalid.Inc()
 		return nil

@@ -165,8 +165,8 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 
 type configValues struct {
 	Name, ClickHouse, Database, Keyring, JWKS, IngestAddr, OpsAddr, Apps string
-	Brokers                                                        []string
-	Extra                                                          map[string]string
+	Brokers                                                              []string
+	Extra                                                                map[string]string
 }
 
 var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{

@@ -267,6 +267,11 @@ func controlConsumerOpts(topic string, maxWait time.Duration) []kgo.Opt {
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(maxWait),
+		// Detectors publish blocks inside transactions: a block of an
+		// aborted transaction must not count, and the commit markers that
+		// end each partition must be seen to know the end was reached.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	}
 }
 
@@ -281,7 +286,9 @@ func controlEnds(ctx context.Context, cl *kgo.Client, topic string) (map[int32]i
 	if err != nil {
 		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	// The last stable offset: a read_committed reader cannot pass an open
+	// transaction, so it is the end this reader can reach.
+	ends, err := adm.ListCommittedOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -344,14 +351,17 @@ func (s *Server) followControl(ctx context.Context, cl *kgo.Client) {
 			}
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
+			if end, ok := ends[r.Partition]; ok && r.Offset >= end-1 {
+				delete(ends, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
 			if err := s.blocks.apply(r.Key, r.Value, now); err != nil {
 				s.blockMetrics.invalid.Inc()
 				s.controlLog.Do(func() {
 					s.log.Warn("control record ignored", "partition", r.Partition, "offset", r.Offset, "err", err)
 				})
-			}
-			if end, ok := ends[r.Partition]; ok && r.Offset >= end-1 {
-				delete(ends, r.Partition)
 			}
 		})
 		if now.Sub(lastPrune) >= blockPruneInterval {
@@ -459,6 +469,9 @@ func ListControl(ctx context.Context, kafka kafkaclient.Config, now time.Time) (
 		fetches.EachRecord(func(r *kgo.Record) {
 			if end, ok := ends[r.Partition]; ok && r.Offset >= end-1 {
 				delete(ends, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
 			}
 			key := string(r.Key)
 			if _, seen := latest[key]; !seen {

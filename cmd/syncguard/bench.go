@@ -34,6 +34,7 @@ func benchCommand(ctx context.Context, args []string) error {
 	concurrency := fset.Int("concurrency", 64, "connections of the load generator")
 	dir := fset.String("dir", filepath.Join(".local", "bench"), "folder for the run's keys, configuration and log")
 	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flood := addFloodFlags(fset)
 	if err := fset.Parse(args); err != nil {
 		return errUsage
 	}
@@ -47,6 +48,9 @@ func benchCommand(ctx context.Context, args []string) error {
 			return fmt.Errorf("--cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if flood.enabled {
+		return flood.run(ctx, strings.Split(*brokers, ","), *clickhouse, *duration, *concurrency, *dir)
 	}
 
 	name := fmt.Sprintf("syncguard_bench_%d", time.Now().Unix())

@@ -27,8 +27,11 @@ const (
 	// per-subject threshold sits above what its normal sync traffic sends.
 	demoSubjectThreshold = 1000
 	demoSpikeMessages    = 350
-	demoForgedRequests   = 30
-	demoAttackerAddr     = "127.0.0.2"
+	demoForgedRequests   = 40
+	// demoForgedRate paces the forged burst (requests per second) so that
+	// the detector's block lands while it still runs.
+	demoForgedRate   = 10
+	demoAttackerAddr = "127.0.0.2"
 )
 
 func demoCommand(ctx context.Context, args []string) error {
@@ -62,6 +65,9 @@ func demoCommand(ctx context.Context, args []string) error {
 	ws.cfg.Sink.ClickHouse.Database = database
 	ws.cfg.Detector.Volume.ThresholdAccount = demoVolumeThreshold
 	ws.cfg.Detector.Volume.ThresholdSubject = demoSubjectThreshold
+	// Block the forging address as soon as its alert is raised, so the
+	// demo shows containment; production keeps the critical default.
+	ws.cfg.Detector.Containment.MinSeverity = "warning"
 	say("SyncGuard demo: Kafka %s, ClickHouse %s, database %s", *kafkaMode, *clickhouse, database)
 	if err := ws.resetDatabase(ctx); err != nil {
 		return err
@@ -117,8 +123,14 @@ func demoCommand(ctx context.Context, args []string) error {
 	}
 	reports = append(reports, r)
 
-	say("attack 1: %d webhooks with forged signatures from %s", demoForgedRequests, demoAttackerAddr)
-	r, err = loadgen.ForgedBurst(demoForgedRequests, demoAttackerAddr).Run(ctx, base)
+	say("attack 1: %d webhooks with forged signatures from %s, %d per second", demoForgedRequests, demoAttackerAddr, demoForgedRate)
+	forged, err := loadgen.ForgedBurst(demoForgedRequests, demoAttackerAddr).Config(base)
+	if err != nil {
+		return err
+	}
+	forged.Rate = demoForgedRate
+	forged.Progress = func(s loadgen.Snapshot) { mon.progress(ctx, "forged burst", s) }
+	r, err = loadgen.Run(ctx, forged)
 	if err != nil {
 		return fmt.Errorf("forged burst: %w", err)
 	}

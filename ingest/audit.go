@@ -37,7 +37,7 @@ func (s *Server) audit(ev *schemas.AuditEvent) {
 	rec := &kgo.Record{Topic: a.topic, Key: []byte(ev.Source), Value: value}
 	// TryProduce fails at once instead of blocking when the client's buffer
 	// is full, which happens when Kafka is unreachable or far behind.
-	s.client.TryProduce(context.Background(), rec, a.promise)
+	s.auditClient.TryProduce(context.Background(), rec, a.promise)
 }
 
 func (a *auditWriter) promise(_ *kgo.Record, err error) {

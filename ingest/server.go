@@ -51,6 +51,11 @@ type Server struct {
 	now         func() time.Time
 	client      *kgo.Client
 	ownsClient  bool
+	// auditClient produces audit records. When New creates the clients it
+	// is a second client with a linger, because audit records never hold a
+	// response back and batching them spares the broker; otherwise it is
+	// client.
+	auditClient *kgo.Client
 	rawTopic    string
 	envelopeKey []byte
 	// sealer encrypts raw record values, so that no Kafka record holds
@@ -167,7 +172,17 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.auditClient, err = opts.Kafka.NewClient(
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.ProducerLinger(auditLinger),
+		)
+		if err != nil {
+			s.client.Close()
+			return nil, err
+		}
 		s.ownsClient = true
+	} else {
+		s.auditClient = s.client
 	}
 	s.handler = s.routes()
 
@@ -213,14 +228,23 @@ func (s *Server) Ready() bool {
 	return time.Since(time.Unix(0, ok)) <= 3*s.cfg.ReadyCheckInterval
 }
 
+// auditLinger is how long the audit client waits to fill a batch.
+const auditLinger = 5 * time.Millisecond
+
+// closeClients closes the Kafka clients that New created.
+func (s *Server) closeClients() {
+	if s.ownsClient {
+		s.client.Close()
+		s.auditClient.Close()
+	}
+}
+
 // Run listens on listen_addr and serves until ctx is cancelled; see Serve.
 func (s *Server) Run(ctx context.Context) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.ListenAddr)
 	if err != nil {
-		if s.ownsClient {
-			s.client.Close()
-		}
+		s.closeClients()
 		return fmt.Errorf("ingest: listen on %s: %w", s.cfg.ListenAddr, err)
 	}
 	return s.Serve(ctx, ln)
@@ -246,9 +270,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	control, err := s.kafkaCfg.NewClient(controlConsumerOpts(s.controlTopic, s.cfg.Blocks.FetchMaxWait)...)
 	if err != nil {
-		if s.ownsClient {
-			s.client.Close()
-		}
+		s.closeClients()
 		_ = ln.Close()
 		return fmt.Errorf("ingest: control topic consumer: %w", err)
 	}
@@ -314,14 +336,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	control.Close()
 	// 3. Flush the audit records of the drained requests.
 	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.AuditFlushTimeout)
-	if err := s.client.Flush(flushCtx); err != nil {
+	if err := s.auditClient.Flush(flushCtx); err != nil {
 		s.log.Error("ingest could not flush audit records before closing", "err", err)
 	}
 	cancel()
-	// 4. Close the client that New created.
-	if s.ownsClient {
-		s.client.Close()
-	}
+	// 4. Close the clients that New created.
+	s.closeClients()
 	s.log.Info("ingest stopped")
 
 	if errors.Is(serveErr, http.ErrServerClosed) {

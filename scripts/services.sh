@@ -9,7 +9,7 @@
 #   stop    stops the processes that `start` recorded in .local/<service>.pid
 #   status  prints running/stopped per service, exits 0 only if all run
 #   env     prints the export lines that the Go tests read
-#   tools   installs the command-line tools that tests use (promtool, wrk)
+#   tools   installs the command-line tools that tests use (promtool)
 #   reset   stops the services and deletes their data
 #
 # Environment:
@@ -364,12 +364,10 @@ case ${1:-} in
         echo "export SYNCGUARD_CLICKHOUSE_ADDR=127.0.0.1:$clickhouse_tcp_port"
         ;;
     tools)
-        # Command-line tools that tests and benchmarks use but that run no
-        # server: promtool checks the Prometheus rules, wrk loads the
-        # do-nothing baseline server in the benchmark.
+        # promtool checks the Prometheus rules in the tests; it comes with
+        # Debian's prometheus package and runs no server.
         command -v promtool >/dev/null || apt_install prometheus
-        command -v wrk >/dev/null || apt_install wrk
-        log "tools: promtool $(command -v promtool), wrk $(command -v wrk)"
+        log "tools: promtool $(command -v promtool)"
         ;;
     reset)
         for service in $services; do

@@ -84,3 +84,42 @@ func TestAuditVerifyDetectsTailDeletion(t *testing.T) {
 		t.Errorf("the remaining chain should be intact; only the checkpoint shows the deletion:\n%s", got)
 	}
 }
+
+// TestAuditVerifyFailsWithoutCheckpoints deletes every checkpoint, as
+// someone hiding a change in ClickHouse would: verify must fail, because a
+// chain with rows and no anchor proves nothing.
+func TestAuditVerifyFailsWithoutCheckpoints(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	f, _ := webhookFactory(t, 51, 1)
+	req := f.NextText()
+	var headers [][2]string
+	for k, vs := range req.Header {
+		headers = append(headers, [2]string{k, vs[0]})
+	}
+	if got := s.send(http.MethodPost, req.Path, headers, req.Body); got.Status != http.StatusOK {
+		t.Fatalf("webhook: status %d", got.Status)
+	}
+	s.settle()
+	s.stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.ch.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.audit_checkpoints DELETE WHERE 1 = 1", s.database)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the checkpoints to be deleted", func() bool {
+		return s.count("SELECT count() FROM {db}.audit_checkpoints") == 0
+	})
+
+	cmd := exec.Command(binary, "audit", "verify", "--config", s.configPath)
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unanchored") {
+		t.Errorf("audit verify without checkpoints: err %v, output:\n%s", err, out)
+	}
+	cmd = exec.Command(binary, "audit", "verify", "--config", s.configPath, "--allow-no-checkpoints")
+	cmd.Env = childEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("audit verify --allow-no-checkpoints: %v\n%s", err, out)
+	}
+}

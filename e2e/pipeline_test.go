@@ -62,7 +62,7 @@ func TestForgedRawRecordsRejected(t *testing.T) {
 	defer cancel()
 	results := s.kafka.ProduceSync(ctx,
 		record("forged-1", body, goodSignature),
-		record("forged-2", sealer.Seal(schemas.KindWhatsApp, "forged-2", body), "sha256="+strings.Repeat("ab", 32)),
+		record("forged-2", sealer.Seal(schemas.KindWhatsApp, "forged-2", []byte("299"), body), "sha256="+strings.Repeat("ab", 32)),
 	)
 	if err := results.FirstErr(); err != nil {
 		t.Fatal(err)

@@ -401,8 +401,22 @@ func ValidateControlRecord(rec schemas.ControlRecord) error {
 	}
 	switch rec.Kind {
 	case schemas.ControlBlockSource:
-		if _, err := parsePrefix(rec.Value); err != nil {
+		p, err := parsePrefix(rec.Value)
+		if err != nil {
 			return fmt.Errorf("value: %w", err)
+		}
+		// The record key is the value as written, so only one spelling of
+		// a prefix may exist: otherwise removing 127.0.0.8/30 would leave
+		// a block written as 127.0.0.9/30 in the compacted topic.
+		canonical := p.Masked().String()
+		if p.IsSingleIP() {
+			canonical = p.Addr().String()
+		}
+		if rec.Value != canonical {
+			return fmt.Errorf("value: write %q as %q", rec.Value, canonical)
+		}
+		if min := minBlockPrefix(p); p.Bits() < min {
+			return fmt.Errorf("value: %q blocks too many addresses; the shortest prefix allowed is /%d", rec.Value, min)
 		}
 	case schemas.ControlRevokeToken:
 		if rec.Value == "" || len(rec.Value) > maxKeyIDLen || strings.ContainsAny(rec.Value, " \t\r\n") {
@@ -498,4 +512,14 @@ func ListControl(ctx context.Context, kafka kafkaclient.Config, now time.Time) (
 		}
 	}
 	return out, nil
+}
+
+// minBlockPrefix is the shortest prefix a source block may have: /8 for
+// IPv4 and /32 for IPv6, so that one mistyped block cannot shut out every
+// client.
+func minBlockPrefix(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return 8
+	}
+	return 32
 }

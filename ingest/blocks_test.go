@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -361,5 +362,45 @@ func publishAndWait(t *testing.T, ctx context.Context, kcfg kafkaclient.Config, 
 	}
 	if len(listed) != wantListed {
 		t.Errorf("ListControl = %+v, want %d blocks", listed, wantListed)
+	}
+}
+
+func TestValidateControlRecordPrefixes(t *testing.T) {
+	f := func(value, wantErr string) {
+		t.Helper()
+		err := ValidateControlRecord(schemas.ControlRecord{Kind: schemas.ControlBlockSource, Value: value, Active: true, Reason: "test"})
+		switch {
+		case wantErr == "" && err != nil:
+			t.Errorf("%q: %v, want it accepted", value, err)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Errorf("%q: error %v, want one containing %q", value, err, wantErr)
+		}
+	}
+	f("127.0.0.9", "")
+	f("127.0.0.8/30", "")
+	f("2001:db8::/48", "")
+	f("127.0.0.9/30", `as "127.0.0.8/30"`)
+	f("127.0.0.9/32", `as "127.0.0.9"`)
+	f("0.0.0.0/0", "shortest prefix allowed is /8")
+	f("::/0", "shortest prefix allowed is /32")
+}
+
+// TestDeviceMismatchAuditsTokenDevice sends a valid token for one device
+// with another device's X-Device-ID: the audit event must name the token's
+// device, so that failures counted per device cannot be pinned on the
+// device named in the header.
+func TestDeviceMismatchAuditsTokenDevice(t *testing.T) {
+	h := newHarness(t, nil)
+	req := h.syncRequest("application/json", []byte("["+h.event("e1")+"]"), h.token(h.claims()))
+	req.Header.Set("X-Device-ID", "dev-victim")
+	rec := h.do(req)
+	wantProblem(t, rec, http.StatusForbidden, schemas.ReasonDeviceMismatch)
+	evs := h.auditEvents(1)
+	last := evs[len(evs)-1]
+	if last.Device != testDevice {
+		t.Errorf("audit Device = %q, want the token's device %q", last.Device, testDevice)
+	}
+	if !strings.Contains(last.Detail, "dev-victim") {
+		t.Errorf("audit Detail = %q, want it to name the header's device", last.Detail)
 	}
 }

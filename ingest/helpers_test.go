@@ -240,7 +240,7 @@ func openRaw(t *testing.T, envelopeKey []byte, r *kgo.Record) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := sealer.Open(header(t, r, schemas.HeaderKind), header(t, r, schemas.HeaderRequestID), r.Value)
+	plain, err := sealer.Open(header(t, r, schemas.HeaderKind), header(t, r, schemas.HeaderRequestID), r.Key, r.Value)
 	if err != nil {
 		t.Fatalf("raw record at offset %d: %v", r.Offset, err)
 	}

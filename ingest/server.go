@@ -46,11 +46,11 @@ type Options struct {
 // sync batches, produces them to the raw topic, and writes one audit event
 // per request.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	now         func() time.Time
-	client      *kgo.Client
-	ownsClient  bool
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	client     *kgo.Client
+	ownsClient bool
 	// auditClient produces audit records. When New creates the clients it
 	// is a second client with a linger, because audit records never hold a
 	// response back and batching them spares the broker; otherwise it is

@@ -190,14 +190,13 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 		return nil, "", false
 	}
 	device := devices[0]
-	x.device = device
+	// The audit event names the device the token authenticates, never the
+	// header alone: failures counted per device must not let one token
+	// holder get another device blocked by naming it in X-Device-ID.
+	x.device = claims.DeviceID
 	if claims.DeviceID != device {
+		x.detail = "X-Device-ID " + clip(device) + " differs from the token's device_id"
 		s.fail(x, schemas.ReasonDeviceMismatch, "the token is not bound to this device")
-		return nil, "", false
-	}
-	// Blocks and the device's rate limit come before the proof, so that a
-	// rejected request does not use up its jti.
-	if !s.admitDevice(x, device) {
 		return nil, "", false
 	}
 
@@ -217,6 +216,11 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 			s.failToken(x, schemeDPoP, err.code)
 			return nil, "", false
 		}
+	}
+	// Blocks and the device's rate limit come after the proof, so that a
+	// stolen bound token without its key cannot spend the owner's budget.
+	if !s.admitDevice(x, device) {
+		return nil, "", false
 	}
 	return claims, device, true
 }
@@ -318,7 +322,7 @@ func (s *Server) validateBatch(x *exchange, device, subject string, events [][]b
 		recs = append(recs, &kgo.Record{
 			Topic: s.rawTopic,
 			Key:   []byte(device),
-			Value: s.sealer.Seal(schemas.KindSync, x.requestID, raw),
+			Value: s.sealer.Seal(schemas.KindSync, x.requestID, []byte(device), raw),
 			Headers: []kgo.RecordHeader{
 				{Key: schemas.HeaderKind, Value: []byte(schemas.KindSync)},
 				{Key: schemas.HeaderRequestID, Value: []byte(x.requestID)},

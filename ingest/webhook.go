@@ -130,7 +130,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	rec := &kgo.Record{
 		Topic: s.rawTopic,
 		Key:   []byte(key),
-		Value: s.sealer.Seal(schemas.KindWhatsApp, x.requestID, body),
+		Value: s.sealer.Seal(schemas.KindWhatsApp, x.requestID, []byte(key), body),
 		Headers: []kgo.RecordHeader{
 			{Key: schemas.HeaderKind, Value: []byte(schemas.KindWhatsApp)},
 			{Key: schemas.HeaderRequestID, Value: []byte(x.requestID)},

@@ -117,11 +117,14 @@ func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
 			"header "+truncate(rr.duplicated, maxHeaderEcho)+" appears more than once")
 	}
 	kind := rr.headers[schemas.HeaderKind]
+	if why := p.checkPlacement(r); why != "" {
+		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed, why)
+	}
 	if kind == schemas.KindWhatsApp || kind == schemas.KindSync {
 		// Ingest seals every raw value under a key derived from the
 		// envelope key; a value that does not open was written by someone
 		// else or altered in Kafka.
-		plain, err := p.sealer.Open(kind, rr.headers[schemas.HeaderRequestID], r.Value)
+		plain, err := p.sealer.Open(kind, rr.headers[schemas.HeaderRequestID], r.Key, r.Value)
 		if err != nil {
 			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
 				"value does not open with the envelope key")
@@ -295,4 +298,30 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "..."
+}
+
+// keyPartitioner computes the partition that a keyed record gets from
+// ingest's producer: franz-go hashes keys with Kafka's murmur2, whichever
+// of its partitioners ingest uses.
+var keyPartitioner = kgo.StickyKeyPartitioner(nil)
+
+// checkPlacement returns why a raw record is not where ingest would have
+// written it, or "". Deduplication is per raw partition, so a genuine
+// record copied into another partition would otherwise be routed again;
+// the seal binds the value to its key, and the key fixes the partition.
+//
+// NOTE: records written before the raw topic gained partitions fail this
+// check if they are ever read again, for example after an offset reset.
+func (p *Processor) checkPlacement(r *kgo.Record) string {
+	n := int(p.rawPartitions.Load())
+	if n == 0 {
+		return ""
+	}
+	if len(r.Key) == 0 {
+		return "record has no key"
+	}
+	if want := keyPartitioner.ForTopic(r.Topic).Partition(&kgo.Record{Key: r.Key}, n); int32(want) != r.Partition {
+		return fmt.Sprintf("record is in partition %d, but its key maps to partition %d", r.Partition, want)
+	}
+	return ""
 }

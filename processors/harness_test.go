@@ -221,7 +221,7 @@ func (h *harness) produceRaw(r *kgo.Record) *kgo.Record {
 			requestID = string(hd.Value)
 		}
 	}
-	r.Value = sealer.Seal(kind, requestID, r.Value)
+	r.Value = sealer.Seal(kind, requestID, r.Key, r.Value)
 	return h.produceUnsealed(r)
 }
 

@@ -76,6 +76,8 @@ type Processor struct {
 	dedupe  *dedupeState // used by the processing loop only
 	ready   atomic.Bool
 	started atomic.Bool
+	// rawPartitions is the partition count of the raw topic, read at start.
+	rawPartitions atomic.Int32
 
 	// fetchWarnings rate-limits the log lines of fetch errors, which the
 	// client may return on every poll while a partition is failing.
@@ -271,6 +273,7 @@ func (p *Processor) checkPartitions(ctx context.Context, adm *kadm.Client) error
 	if dedupe < raw {
 		return &PartitionCountError{Operation: "check topics", Topic: p.topics.dedupe, Have: dedupe, RawTopic: p.topics.raw, RawHave: raw}
 	}
+	p.rawPartitions.Store(int32(raw))
 	return nil
 }
 

@@ -207,6 +207,47 @@ func TestProcessorStoresRedeliveriesOnce(t *testing.T) {
 	}
 }
 
+// TestProcessorRejectsCopyInOtherPartition copies a genuine sealed raw
+// record into another partition, as someone with write access to Kafka
+// could: deduplication is per partition, so the copy must be rejected by
+// its placement rather than routed a second time.
+func TestProcessorRejectsCopyInOtherPartition(t *testing.T) {
+	h := newKfakeHarness(t)
+	h.startProcessor(h.config())
+	body := readMeta(t, "text_simple.json")
+
+	original := h.produceRaw(whatsAppRecord(body, testAppName, testAppSecret))
+	h.out.waitUntil("the original routed", func() bool { return h.out.countLocked(schemas.TopicMessages, nil) == 1 })
+
+	manual, err := h.kafka.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	copied := &kgo.Record{
+		Topic:     original.Topic,
+		Key:       original.Key,
+		Value:     original.Value,
+		Headers:   original.Headers,
+		Partition: (original.Partition + 1) % h.kafka.Partitions,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := manual.ProduceSync(ctx, copied).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	h.out.waitUntil("the copy dead-lettered", func() bool { return h.out.countLocked(schemas.TopicDLQ, nil) == 1 })
+	h.out.settle()
+
+	if n := len(h.out.all(schemas.TopicMessages)); n != 1 {
+		t.Errorf("got %d messages from a record and its copy, want 1", n)
+	}
+	dl := decodeJSONRecord[schemas.DeadLetter](t, h.out.all(schemas.TopicDLQ)[0])
+	if dl.Reason != schemas.ReasonVerifyFailed || dl.Partition != copied.Partition {
+		t.Errorf("dead letter = %+v, want verify_failed for partition %d", dl, copied.Partition)
+	}
+}
+
 func TestProcessorRejectsForgedWhatsAppRecords(t *testing.T) {
 	h := newKfakeHarness(t)
 	h.startProcessor(h.config())
@@ -243,7 +284,7 @@ func TestProcessorRejectsForgedWhatsAppRecords(t *testing.T) {
 			requestID = string(hd.Value)
 		}
 	}
-	foreignSealed.Value = otherSealer.Seal(schemas.KindWhatsApp, requestID, body)
+	foreignSealed.Value = otherSealer.Seal(schemas.KindWhatsApp, requestID, foreignSealed.Key, body)
 
 	cases := []struct {
 		name     string

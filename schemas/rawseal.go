@@ -29,7 +29,8 @@ func RawSealKey(envelopeKey []byte) []byte {
 // RawSealer encrypts and decrypts raw record values with AES-256-GCM.
 // Raw records carry whole webhook bodies, message text included, so they
 // are sealed before they reach Kafka: no Kafka record holds plaintext
-// content. The additional data binds the value to its kind and request id.
+// content. The additional data binds the value to its kind, request id and
+// record key, so a sealed value cannot be moved under another key.
 type RawSealer struct {
 	aead cipher.AEAD
 }
@@ -47,33 +48,35 @@ func NewRawSealer(envelopeKey []byte) (*RawSealer, error) {
 	return &RawSealer{aead: aead}, nil
 }
 
-// Seal returns nonce || ciphertext of plaintext.
-func (s *RawSealer) Seal(kind, requestID string, plaintext []byte) []byte {
+// Seal returns nonce || ciphertext of plaintext for a record with the given
+// key.
+func (s *RawSealer) Seal(kind, requestID string, key, plaintext []byte) []byte {
 	nonceSize := s.aead.NonceSize()
 	out := make([]byte, nonceSize, nonceSize+len(plaintext)+s.aead.Overhead())
 	if _, err := rand.Read(out); err != nil {
 		panic("BUG: crypto/rand failed: " + err.Error())
 	}
-	return s.aead.Seal(out, out, plaintext, rawAAD(kind, requestID))
+	return s.aead.Seal(out, out, plaintext, rawAAD(kind, requestID, key))
 }
 
 // Open returns the plaintext of a value that Seal produced, or
 // ErrRawRecordSealed.
-func (s *RawSealer) Open(kind, requestID string, sealed []byte) ([]byte, error) {
+func (s *RawSealer) Open(kind, requestID string, key, sealed []byte) ([]byte, error) {
 	nonceSize := s.aead.NonceSize()
 	if len(sealed) < nonceSize+s.aead.Overhead() {
 		return nil, ErrRawRecordSealed
 	}
-	plain, err := s.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], rawAAD(kind, requestID))
+	plain, err := s.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], rawAAD(kind, requestID, key))
 	if err != nil {
 		return nil, ErrRawRecordSealed
 	}
 	return plain, nil
 }
 
-func rawAAD(kind, requestID string) []byte {
+func rawAAD(kind, requestID string, key []byte) []byte {
 	m := sha256.New()
 	writeField(m, []byte(kind))
 	writeField(m, []byte(requestID))
+	writeField(m, key)
 	return m.Sum(nil)
 }

@@ -13,11 +13,11 @@ func TestRawSealerRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := []byte(`{"text":{"body":"secret words"}}`)
-	sealed := s.Seal(KindWhatsApp, "req-1", plain)
+	sealed := s.Seal(KindWhatsApp, "req-1", []byte("k1"), plain)
 	if bytes.Contains(sealed, []byte("secret words")) {
 		t.Fatal("sealed value contains the plaintext")
 	}
-	got, err := s.Open(KindWhatsApp, "req-1", sealed)
+	got, err := s.Open(KindWhatsApp, "req-1", []byte("k1"), sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestRawSealerRejects(t *testing.T) {
 	key := bytes.Repeat([]byte{7}, 32)
 	s, _ := NewRawSealer(key)
 	other, _ := NewRawSealer(bytes.Repeat([]byte{8}, 32))
-	sealed := s.Seal(KindSync, "req-1", []byte("event"))
+	sealed := s.Seal(KindSync, "req-1", []byte("k1"), []byte("event"))
 	tampered := bytes.Clone(sealed)
 	tampered[len(tampered)-1] ^= 1
 
@@ -39,18 +39,20 @@ func TestRawSealerRejects(t *testing.T) {
 		sealer *RawSealer
 		kind   string
 		reqID  string
+		key    string
 		value  []byte
 	}{
-		{"other key", other, KindSync, "req-1", sealed},
-		{"other request id", s, KindSync, "req-2", sealed},
-		{"other kind", s, KindWhatsApp, "req-1", sealed},
-		{"tampered", s, KindSync, "req-1", tampered},
-		{"plaintext", s, KindSync, "req-1", []byte(`{"event_id":"e1","padding":"xxxxxxxxxxxxxxxx"}`)},
-		{"short", s, KindSync, "req-1", []byte("x")},
+		{"other sealing key", other, KindSync, "req-1", "k1", sealed},
+		{"other request id", s, KindSync, "req-2", "k1", sealed},
+		{"other kind", s, KindWhatsApp, "req-1", "k1", sealed},
+		{"other record key", s, KindSync, "req-1", "k2", sealed},
+		{"tampered", s, KindSync, "req-1", "k1", tampered},
+		{"plaintext", s, KindSync, "req-1", "k1", []byte(`{"event_id":"e1","padding":"xxxxxxxxxxxxxxxx"}`)},
+		{"short", s, KindSync, "req-1", "k1", []byte("x")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := c.sealer.Open(c.kind, c.reqID, c.value)
+			_, err := c.sealer.Open(c.kind, c.reqID, []byte(c.key), c.value)
 			if !errors.Is(err, ErrRawRecordSealed) {
 				t.Errorf("Open error = %v, want ErrRawRecordSealed", err)
 			}

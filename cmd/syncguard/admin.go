@@ -140,6 +140,9 @@ func auditCommand(ctx context.Context, args []string) error {
 		"instead of the keyring of keys.keyring_file")
 	expect := fset.Int("expect-partitions", 0, "partition count of the audit topic; partitions 0..N-1 without rows "+
 		"and checkpoints are then reported missing (0: check only the partitions found in ClickHouse)")
+	allowUnanchored := fset.Bool("allow-no-checkpoints", false, "pass a chain that has rows but no checkpoint at all "+
+		"(a sink that ran without a checkpoint key); without it such a chain fails, because deleting every checkpoint "+
+		"would otherwise hide any change")
 	if err := fset.Parse(args[1:]); err != nil {
 		return errUsage
 	}
@@ -168,7 +171,13 @@ func auditCommand(ctx context.Context, args []string) error {
 		return err
 	}
 	printAuditReport(report)
-	return auditResult(report)
+	if err := auditResult(report); err != nil {
+		return err
+	}
+	if report.Rows > 0 && report.Checkpoints == 0 && !*allowUnanchored {
+		return fmt.Errorf("audit chain unanchored: %d rows and no checkpoint; they may have been deleted (pass --allow-no-checkpoints if the sink never had a checkpoint key)", report.Rows)
+	}
+	return nil
 }
 
 // checkpointVerifier loads the public keys file when one is given, else the
@@ -219,6 +228,8 @@ func auditResult(report sinks.ChainReport) error {
 		}
 		return fmt.Errorf("audit chain broken: %d checkpoint problems, first: %s", n, first)
 	}
-	fmt.Printf("audit chain intact: %d rows, %d checkpoints\n", report.Rows, report.Checkpoints)
+	if report.Rows == 0 || report.Checkpoints > 0 {
+		fmt.Printf("audit chain intact: %d rows, %d checkpoints\n", report.Rows, report.Checkpoints)
+	}
 	return nil
 }

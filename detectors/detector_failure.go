@@ -1,6 +1,10 @@
 package detectors
 
-import "github.com/syncguard/syncguard/schemas"
+import (
+	"slices"
+
+	"github.com/syncguard/syncguard/schemas"
+)
 
 // Failure rules count rejected requests and records, per window.
 const (
@@ -29,6 +33,9 @@ const unknownKey = "unknown"
 func failureRules(cfg FailureConfig) []*rule {
 	signature := []string{schemas.ReasonInvalidSignature, schemas.ReasonMissingSignature}
 	auth := []string{schemas.ReasonInvalidToken, schemas.ReasonInsufficientScope, schemas.ReasonDeviceMismatch}
+	// Failed DPoP proofs count against the source only: the device of a
+	// stolen bound token is its owner's, whom a block would lock out.
+	authSource := append(slices.Clone(auth), schemas.ReasonInvalidDPoPProof)
 	return []*rule{
 		{
 			name:    RuleFailedSignatureSource,
@@ -41,7 +48,7 @@ func failureRules(cfg FailureConfig) []*rule {
 			name:    RuleFailedAuthSource,
 			noun:    "source",
 			counted: "failed authentications",
-			match:   rejectedAtIngest(auth, func(ev *schemas.AuditEvent) string { return ev.Source }),
+			match:   rejectedAtIngest(authSource, func(ev *schemas.AuditEvent) string { return ev.Source }),
 			judge:   failureJudge(cfg.ThresholdAuthSource),
 		},
 		{

@@ -413,3 +413,17 @@ func TestVolumeAccountIgnoresSyncUsers(t *testing.T) {
 		t.Fatalf("WhatsApp events raised %+v, want one volume_account alert", alerts)
 	}
 }
+
+func TestFailedDPoPCountsPerSourceOnly(t *testing.T) {
+	r, _ := newTestRules(t, func(c *Config) {
+		c.Failure.ThresholdAuthSource = 3
+		c.Failure.ThresholdAuthDevice = 3
+	})
+	var alerts []schemas.Alert
+	for i := range 3 {
+		alerts = append(alerts, r.Observe(rejected(schemas.ReasonInvalidDPoPProof, "203.0.113.9", "dev-owner", base.Add(time.Duration(i)*time.Second)))...)
+	}
+	if len(alerts) != 1 || alerts[0].Rule != RuleFailedAuthSource || alerts[0].Key != "203.0.113.9" {
+		t.Fatalf("alerts = %+v, want one failed_auth_source alert for the address and none for the device", alerts)
+	}
+}

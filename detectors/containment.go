@@ -264,6 +264,16 @@ func (c *containment) target(kind, key string) (value, skip string) {
 		}
 		return key, ""
 	}
+	// IPv6 sources are counted, and so blocked, per /64 prefix.
+	if prefix, err := netip.ParsePrefix(key); err == nil {
+		prefix = prefix.Masked()
+		for _, p := range c.allow {
+			if p.Overlaps(prefix) {
+				return "", skipAllowlisted
+			}
+		}
+		return prefix.String(), ""
+	}
 	addr, err := netip.ParseAddr(key)
 	if err != nil || addr.Zone() != "" {
 		return "", skipInvalidKey

@@ -663,3 +663,17 @@ func readTopic(t *testing.T, kcfg kafkaclient.Config, suffix string) []*kgo.Reco
 	}
 	return out
 }
+
+func TestContainmentBlocksIPv6Slash64(t *testing.T) {
+	c, _ := newTestContainment(t, func(cfg *Config) { cfg.Containment.Allowlist = []string{"2001:db8:9::/48"} })
+	act, ok := c.plan(testAlert(RuleFailedSignatureSource, "2001:db8:1:2::/64", schemas.SeverityCritical, testNow))
+	if !ok {
+		t.Fatal("no containment for an IPv6 /64 source")
+	}
+	if act.control.Kind != schemas.ControlBlockSource || act.control.Value != "2001:db8:1:2::/64" {
+		t.Errorf("control record %+v, want a block of 2001:db8:1:2::/64", act.control)
+	}
+	if _, ok := c.plan(testAlert(RuleFailedSignatureSource, "2001:db8:9:1::/64", schemas.SeverityCritical, testNow)); ok {
+		t.Error("a /64 inside the allowlist was blocked")
+	}
+}

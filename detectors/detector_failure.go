@@ -1,6 +1,7 @@
 package detectors
 
 import (
+	"net/netip"
 	"slices"
 
 	"github.com/syncguard/syncguard/schemas"
@@ -41,14 +42,14 @@ func failureRules(cfg FailureConfig) []*rule {
 			name:    RuleFailedSignatureSource,
 			noun:    "source",
 			counted: "requests with an invalid or missing signature",
-			match:   rejectedAtIngest(signature, func(ev *schemas.AuditEvent) string { return ev.Source }),
+			match:   rejectedAtIngest(signature, sourceKey),
 			judge:   failureJudge(cfg.ThresholdSignatureSource),
 		},
 		{
 			name:    RuleFailedAuthSource,
 			noun:    "source",
 			counted: "failed authentications",
-			match:   rejectedAtIngest(authSource, func(ev *schemas.AuditEvent) string { return ev.Source }),
+			match:   rejectedAtIngest(authSource, sourceKey),
 			judge:   failureJudge(cfg.ThresholdAuthSource),
 		},
 		{
@@ -117,4 +118,20 @@ func failureJudge(threshold int64) func(count int64, baseline float64, history i
 		}
 		return v
 	}
+}
+
+// sourceKey returns the key that source rules count an event under: the
+// address for IPv4, and the /64 prefix for IPv6, because one IPv6 host
+// usually holds a whole /64 and could rotate addresses within it. Ingest's
+// rate limiter groups IPv6 addresses the same way.
+func sourceKey(ev *schemas.AuditEvent) string {
+	addr, err := netip.ParseAddr(ev.Source)
+	if err != nil {
+		return ev.Source
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	return netip.PrefixFrom(addr, 64).Masked().String()
 }

@@ -427,3 +427,18 @@ func TestFailedDPoPCountsPerSourceOnly(t *testing.T) {
 		t.Fatalf("alerts = %+v, want one failed_auth_source alert for the address and none for the device", alerts)
 	}
 }
+
+func TestIPv6SourcesCountPerSlash64(t *testing.T) {
+	r, _ := newTestRules(t, func(c *Config) { c.Failure.ThresholdSignatureSource = 3 })
+	var alerts []schemas.Alert
+	for i, src := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"} {
+		alerts = append(alerts, r.Observe(rejected(schemas.ReasonInvalidSignature, src, "", base.Add(time.Duration(i)*time.Second)))...)
+	}
+	if len(alerts) != 1 || alerts[0].Key != "2001:db8:1:2::/64" {
+		t.Fatalf("alerts = %+v, want one alert keyed by the /64", alerts)
+	}
+	// Another /64 is another key.
+	if got := r.Observe(rejected(schemas.ReasonInvalidSignature, "2001:db8:1:3::1", "", base.Add(4*time.Second))); len(got) != 0 {
+		t.Errorf("a source in another /64 raised %+v", got)
+	}
+}

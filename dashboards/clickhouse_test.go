@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"reflect"
@@ -206,7 +205,7 @@ func openTestDatabase(ctx context.Context, t *testing.T, addr string) (admin, co
 		}
 		_ = admin.Close()
 	})
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	if err := sinks.Migrate(ctx, admin, database, logger); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -254,9 +253,11 @@ func insertFixture(ctx context.Context, t *testing.T, conn driver.Conn, database
 		prev[p] = row.hash
 	}
 	insert(ctx, t, conn, database, "audit_log",
-		[]string{"time", "time_ns", "id", "stage", "action", "route", "outcome", "reason", "source",
+		[]string{
+			"time", "time_ns", "id", "stage", "action", "route", "outcome", "reason", "source",
 			"account", "subject", "device", "message_id", "request_id", "status", "bytes_in", "bytes_out",
-			"latency_seconds", "detail", "kafka_partition", "kafka_offset", "prev_hash", "hash"},
+			"latency_seconds", "detail", "kafka_partition", "kafka_offset", "prev_hash", "hash",
+		},
 		func(add func(...any)) {
 			for i, r := range f.audit {
 				route := ""
@@ -270,9 +271,11 @@ func insertFixture(ctx context.Context, t *testing.T, conn driver.Conn, database
 		})
 
 	insert(ctx, t, conn, database, "messages",
-		[]string{"message_id", "kind", "type", "account", "subject", "device", "conversation", "sent_at",
+		[]string{
+			"message_id", "kind", "type", "account", "subject", "device", "conversation", "sent_at",
 			"received_at", "key_id", "nonce", "ciphertext", "client_encrypted", "client_alg", "client_iv",
-			"errors", "request_id", "kafka_topic", "kafka_partition", "kafka_offset", "inserted_at"},
+			"errors", "request_id", "kafka_topic", "kafka_partition", "kafka_offset", "inserted_at",
+		},
 		func(add func(...any)) {
 			for i, m := range messageFixtures {
 				received := base.Add(m.received)
@@ -283,8 +286,10 @@ func insertFixture(ctx context.Context, t *testing.T, conn driver.Conn, database
 		})
 
 	insert(ctx, t, conn, database, "statuses",
-		[]string{"message_id", "account", "recipient", "status", "timestamp", "conversation", "pricing",
-			"errors", "request_id", "kafka_topic", "kafka_partition", "kafka_offset", "inserted_at"},
+		[]string{
+			"message_id", "account", "recipient", "status", "timestamp", "conversation", "pricing",
+			"errors", "request_id", "kafka_topic", "kafka_partition", "kafka_offset", "inserted_at",
+		},
 		func(add func(...any)) {
 			for i, s := range statusFixtures {
 				at := base.Add(s.at)
@@ -294,9 +299,11 @@ func insertFixture(ctx context.Context, t *testing.T, conn driver.Conn, database
 		})
 
 	insert(ctx, t, conn, database, "alerts",
-		[]string{"id", "rule", "key", "severity", "window_seconds", "window_start", "count", "threshold",
+		[]string{
+			"id", "rule", "key", "severity", "window_seconds", "window_start", "count", "threshold",
 			"baseline", "score", "first_seen", "last_seen", "raised_at", "summary", "kafka_topic",
-			"kafka_partition", "kafka_offset", "inserted_at"},
+			"kafka_partition", "kafka_offset", "inserted_at",
+		},
 		func(add func(...any)) {
 			for i, a := range alertFixtures {
 				raised := base.Add(a.raised)

@@ -132,26 +132,46 @@ func TestContainmentSkips(t *testing.T) {
 		alert  schemas.Alert
 		skip   string // skipped_total reason counted, "" for none
 	}{
-		{"warning below critical", nil,
-			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityWarning, testNow), ""},
-		{"disabled", func(c *Config) { c.Containment.Enabled = false },
-			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityCritical, testNow), ""},
-		{"volume rule", nil,
-			testAlert(RuleVolumeAccount, "acct-1", schemas.SeverityCritical, testNow), ""},
-		{"forged raw record rule", nil,
-			testAlert(RuleForgedRawRecord, "acct-1", schemas.SeverityCritical, testNow), ""},
-		{"allowlisted address", func(c *Config) { c.Containment.Allowlist = []string{"203.0.113.7"} },
-			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityCritical, testNow), skipAllowlisted},
-		{"allowlisted prefix", func(c *Config) { c.Containment.Allowlist = []string{"10.0.0.1", "203.0.113.0/24"} },
-			testAlert(RuleFailedAuthSource, "203.0.113.99", schemas.SeverityCritical, testNow), skipAllowlisted},
-		{"allowlisted mapped address", func(c *Config) { c.Containment.Allowlist = []string{"203.0.113.0/24"} },
-			testAlert(RuleFailedAuthSource, "::ffff:203.0.113.5", schemas.SeverityCritical, testNow), skipAllowlisted},
-		{"source not an address", nil,
-			testAlert(RuleFailedSignatureSource, "not-an-address", schemas.SeverityCritical, testNow), skipInvalidKey},
-		{"device with a slash", nil,
-			testAlert(RuleFailedAuthDevice, "dev/7", schemas.SeverityCritical, testNow), skipInvalidKey},
-		{"device too long", nil,
-			testAlert(RuleFailedAuthDevice, strings.Repeat("d", 129), schemas.SeverityCritical, testNow), skipInvalidKey},
+		{
+			"warning below critical", nil,
+			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityWarning, testNow), "",
+		},
+		{
+			"disabled", func(c *Config) { c.Containment.Enabled = false },
+			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityCritical, testNow), "",
+		},
+		{
+			"volume rule", nil,
+			testAlert(RuleVolumeAccount, "acct-1", schemas.SeverityCritical, testNow), "",
+		},
+		{
+			"forged raw record rule", nil,
+			testAlert(RuleForgedRawRecord, "acct-1", schemas.SeverityCritical, testNow), "",
+		},
+		{
+			"allowlisted address", func(c *Config) { c.Containment.Allowlist = []string{"203.0.113.7"} },
+			testAlert(RuleFailedSignatureSource, "203.0.113.7", schemas.SeverityCritical, testNow), skipAllowlisted,
+		},
+		{
+			"allowlisted prefix", func(c *Config) { c.Containment.Allowlist = []string{"10.0.0.1", "203.0.113.0/24"} },
+			testAlert(RuleFailedAuthSource, "203.0.113.99", schemas.SeverityCritical, testNow), skipAllowlisted,
+		},
+		{
+			"allowlisted mapped address", func(c *Config) { c.Containment.Allowlist = []string{"203.0.113.0/24"} },
+			testAlert(RuleFailedAuthSource, "::ffff:203.0.113.5", schemas.SeverityCritical, testNow), skipAllowlisted,
+		},
+		{
+			"source not an address", nil,
+			testAlert(RuleFailedSignatureSource, "not-an-address", schemas.SeverityCritical, testNow), skipInvalidKey,
+		},
+		{
+			"device with a slash", nil,
+			testAlert(RuleFailedAuthDevice, "dev/7", schemas.SeverityCritical, testNow), skipInvalidKey,
+		},
+		{
+			"device too long", nil,
+			testAlert(RuleFailedAuthDevice, strings.Repeat("d", 129), schemas.SeverityCritical, testNow), skipInvalidKey,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -166,42 +166,87 @@ func TestRulesThresholds(t *testing.T) {
 		thresh float64
 	}{
 		{"account below threshold", 499, byAccount("acct-1"), nil, 0},
-		{"account at threshold", 500, byAccount("acct-1"),
-			[]brief{{RuleVolumeAccount, "acct-1", "warning", 500}}, 500},
-		{"account escalates", 1000, byAccount("acct-1"),
-			[]brief{{RuleVolumeAccount, "acct-1", "warning", 500}, {RuleVolumeAccount, "acct-1", "critical", 1000}}, 500},
+		{
+			"account at threshold", 500, byAccount("acct-1"),
+			[]brief{{RuleVolumeAccount, "acct-1", "warning", 500}},
+			500,
+		},
+		{
+			"account escalates", 1000, byAccount("acct-1"),
+			[]brief{{RuleVolumeAccount, "acct-1", "warning", 500}, {RuleVolumeAccount, "acct-1", "critical", 1000}},
+			500,
+		},
 		{"subject below threshold", 199, bySubject("subj-1"), nil, 0},
-		{"subject at threshold", 200, bySubject("subj-1"),
-			[]brief{{RuleVolumeSubject, "subj-1", "warning", 200}}, 200},
+		{
+			"subject at threshold", 200, bySubject("subj-1"),
+			[]brief{{RuleVolumeSubject, "subj-1", "warning", 200}},
+			200,
+		},
 		{"signature below threshold", 19, reject(schemas.ReasonInvalidSignature, "203.0.113.7", noDevice), nil, 0},
-		{"invalid signature at threshold", 20, reject(schemas.ReasonInvalidSignature, "203.0.113.7", noDevice),
-			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}}, 20},
-		{"missing signature at threshold", 20, reject(schemas.ReasonMissingSignature, "203.0.113.7", noDevice),
-			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}}, 20},
-		{"signature escalates", 100, reject(schemas.ReasonInvalidSignature, "203.0.113.7", noDevice),
-			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}, {RuleFailedSignatureSource, "203.0.113.7", "critical", 100}}, 20},
+		{
+			"invalid signature at threshold", 20, reject(schemas.ReasonInvalidSignature, "203.0.113.7", noDevice),
+			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}},
+			20,
+		},
+		{
+			"missing signature at threshold", 20, reject(schemas.ReasonMissingSignature, "203.0.113.7", noDevice),
+			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}},
+			20,
+		},
+		{
+			"signature escalates", 100, reject(schemas.ReasonInvalidSignature, "203.0.113.7", noDevice),
+			[]brief{{RuleFailedSignatureSource, "203.0.113.7", "warning", 20}, {RuleFailedSignatureSource, "203.0.113.7", "critical", 100}},
+			20,
+		},
 		{"auth below threshold", 9, reject(schemas.ReasonInvalidToken, "203.0.113.8", noDevice), nil, 0},
-		{"invalid token at threshold", 10, reject(schemas.ReasonInvalidToken, "203.0.113.8", noDevice),
-			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}}, 10},
-		{"insufficient scope at threshold", 10, reject(schemas.ReasonInsufficientScope, "203.0.113.8", noDevice),
-			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}}, 10},
-		{"device mismatch from one source and device", 10,
+		{
+			"invalid token at threshold", 10, reject(schemas.ReasonInvalidToken, "203.0.113.8", noDevice),
+			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}},
+			10,
+		},
+		{
+			"insufficient scope at threshold", 10, reject(schemas.ReasonInsufficientScope, "203.0.113.8", noDevice),
+			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}},
+			10,
+		},
+		{
+			"device mismatch from one source and device", 10,
 			reject(schemas.ReasonDeviceMismatch, "203.0.113.8", func(int) string { return "dev-1" }),
-			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}, {RuleFailedAuthDevice, "dev-1", "warning", 10}}, 10},
-		{"device from many sources", 10, eachSource(schemas.ReasonInvalidToken, "dev-2"),
-			[]brief{{RuleFailedAuthDevice, "dev-2", "warning", 10}}, 10},
-		{"auth escalates", 50, reject(schemas.ReasonInvalidToken, "203.0.113.8", noDevice),
-			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}, {RuleFailedAuthSource, "203.0.113.8", "critical", 50}}, 10},
+			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}, {RuleFailedAuthDevice, "dev-1", "warning", 10}},
+			10,
+		},
+		{
+			"device from many sources", 10, eachSource(schemas.ReasonInvalidToken, "dev-2"),
+			[]brief{{RuleFailedAuthDevice, "dev-2", "warning", 10}},
+			10,
+		},
+		{
+			"auth escalates", 50, reject(schemas.ReasonInvalidToken, "203.0.113.8", noDevice),
+			[]brief{{RuleFailedAuthSource, "203.0.113.8", "warning", 10}, {RuleFailedAuthSource, "203.0.113.8", "critical", 50}},
+			10,
+		},
 		{"signature reasons do not count as auth", 10, eachSource(schemas.ReasonInvalidSignature, "dev-3"), nil, 0},
 		{"other reasons do not count", 100, reject(schemas.ReasonRateLimited, "203.0.113.9", noDevice), nil, 0},
-		{"one forged record", 1, forgedFor("acct-9", ""),
-			[]brief{{RuleForgedRawRecord, "acct-9", "warning", 1}}, 1},
-		{"forged records escalate", 5, forgedFor("acct-9", ""),
-			[]brief{{RuleForgedRawRecord, "acct-9", "warning", 1}, {RuleForgedRawRecord, "acct-9", "critical", 5}}, 1},
-		{"forged sync record keyed by device", 1, forgedFor("", "dev-7"),
-			[]brief{{RuleForgedRawRecord, "dev-7", "warning", 1}}, 1},
-		{"forged record without account or device", 1, forgedFor("", ""),
-			[]brief{{RuleForgedRawRecord, "unknown", "warning", 1}}, 1},
+		{
+			"one forged record", 1, forgedFor("acct-9", ""),
+			[]brief{{RuleForgedRawRecord, "acct-9", "warning", 1}},
+			1,
+		},
+		{
+			"forged records escalate", 5, forgedFor("acct-9", ""),
+			[]brief{{RuleForgedRawRecord, "acct-9", "warning", 1}, {RuleForgedRawRecord, "acct-9", "critical", 5}},
+			1,
+		},
+		{
+			"forged sync record keyed by device", 1, forgedFor("", "dev-7"),
+			[]brief{{RuleForgedRawRecord, "dev-7", "warning", 1}},
+			1,
+		},
+		{
+			"forged record without account or device", 1, forgedFor("", ""),
+			[]brief{{RuleForgedRawRecord, "unknown", "warning", 1}},
+			1,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,17 +346,37 @@ func TestCooldown(t *testing.T) {
 		want           []brief
 		wantSuppressed float64
 	}{
-		{"bigger count within cooldown", 5 * time.Minute, [][2]int{{0, 20}, {1, 60}},
-			[]brief{{RuleFailedSignatureSource, source, "warning", 20}}, 1},
-		{"after cooldown", 5 * time.Minute, [][2]int{{0, 20}, {2, 20}, {6, 20}},
-			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "warning", 20}}, 1},
-		{"escalation within cooldown", 5 * time.Minute, [][2]int{{0, 20}, {1, 100}},
-			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "critical", 100}}, 1},
-		{"no warning after critical", 5 * time.Minute, [][2]int{{0, 100}, {1, 20}, {2, 100}},
+		{
+			"bigger count within cooldown", 5 * time.Minute,
+			[][2]int{{0, 20}, {1, 60}},
+			[]brief{{RuleFailedSignatureSource, source, "warning", 20}},
+			1,
+		},
+		{
+			"after cooldown", 5 * time.Minute,
+			[][2]int{{0, 20}, {2, 20}, {6, 20}},
+			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "warning", 20}},
+			1,
+		},
+		{
+			"escalation within cooldown", 5 * time.Minute,
+			[][2]int{{0, 20}, {1, 100}},
+			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "critical", 100}},
+			1,
+		},
+		{
+			"no warning after critical", 5 * time.Minute,
+			[][2]int{{0, 100}, {1, 20}, {2, 100}},
 			// Minute 1 suppresses a warning; minute 2 a warning, then a critical.
-			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "critical", 100}}, 3},
-		{"zero cooldown", 0, [][2]int{{0, 20}, {1, 20}},
-			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "warning", 20}}, 0},
+			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "critical", 100}},
+			3,
+		},
+		{
+			"zero cooldown", 0,
+			[][2]int{{0, 20}, {1, 20}},
+			[]brief{{RuleFailedSignatureSource, source, "warning", 20}, {RuleFailedSignatureSource, source, "warning", 20}},
+			0,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

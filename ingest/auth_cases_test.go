@@ -47,8 +47,10 @@ func TestSyncAuthAttackCases(t *testing.T) {
 		t.Fatal(err)
 	}
 	ecPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})
-	ecJWK, _ := json.Marshal(map[string]string{"kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256", "use": "sig",
-		"x": base64.RawURLEncoding.EncodeToString(point[1:33]), "y": base64.RawURLEncoding.EncodeToString(point[33:])})
+	ecJWK, _ := json.Marshal(map[string]string{
+		"kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256", "use": "sig",
+		"x": base64.RawURLEncoding.EncodeToString(point[1:33]), "y": base64.RawURLEncoding.EncodeToString(point[33:]),
+	})
 	hs := func(kid string, secret []byte) func(h *harness) []string {
 		return func(h *harness) []string {
 			return bearer(signToken(h.t, jwt.SigningMethodHS256, secret, kid, h.claims()))

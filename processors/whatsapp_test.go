@@ -94,111 +94,147 @@ func TestParseWebhookMessageTypes(t *testing.T) {
 		sentAt  int64
 		check   func(t *testing.T, content, extra map[string]any)
 	}{
-		{"text_escaped.json", "wamid.RkFLRS1DMDEtMQ==", "text", true, "15550002222", "Test User", 1760000000,
+		{
+			"text_escaped.json", "wamid.RkFLRS1DMDEtMQ==", "text", true, "15550002222", "Test User", 1760000000,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Contact me at test.user@example.com or https://example.com/help?id=42", "body")
-			}},
-		{"text_reserialized.json", "wamid.RkFLRS1DMDEtMQ==", "text", true, "15550002222", "Test User", 1760000000,
+			},
+		},
+		{
+			"text_reserialized.json", "wamid.RkFLRS1DMDEtMQ==", "text", true, "15550002222", "Test User", 1760000000,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Contact me at test.user@example.com or https://example.com/help?id=42", "body")
-			}},
-		{"image.json", "wamid.RkFLRS1DMDMtaW1n", "image", true, "15550002222", "Test User", 1760000020,
+			},
+		},
+		{
+			"image.json", "wamid.RkFLRS1DMDMtaW1n", "image", true, "15550002222", "Test User", 1760000020,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Rechnung für März / invoice", "caption")
 				wantField(t, c, "image/jpeg", "mime_type")
 				wantField(t, c, "k3/9Zx+QmT1fAkeImageHashBase64Value0000000=", "sha256")
 				wantField(t, c, "900000000000101", "id")
-			}},
-		{"audio.json", "wamid.RkFLRS1DMDMtYXVk", "audio", true, "15550002222", "Test User", 1760000021,
+			},
+		},
+		{
+			"audio.json", "wamid.RkFLRS1DMDMtYXVk", "audio", true, "15550002222", "Test User", 1760000021,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "audio/ogg; codecs=opus", "mime_type")
 				wantField(t, c, true, "voice")
-			}},
-		{"document.json", "wamid.RkFLRS1DMDMtZG9j", "document", true, "15550002222", "Test User", 1760000022,
+			},
+		},
+		{
+			"document.json", "wamid.RkFLRS1DMDMtZG9j", "document", true, "15550002222", "Test User", 1760000022,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Vertrag", "caption")
 				wantField(t, c, "Vertrag_März_2025.pdf", "filename")
 				wantField(t, c, "application/pdf", "mime_type")
-			}},
-		{"sticker.json", "wamid.RkFLRS1DMDMtc3Rr", "sticker", true, "15550002222", "Test User", 1760000023,
+			},
+		},
+		{
+			"sticker.json", "wamid.RkFLRS1DMDMtc3Rr", "sticker", true, "15550002222", "Test User", 1760000023,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "image/webp", "mime_type")
 				wantField(t, c, false, "animated")
-			}},
-		{"video.json", "wamid.RkFLRS1WSUQtMQ==", "video", true, "15550002222", "Test User", 1760000300,
+			},
+		},
+		{
+			"video.json", "wamid.RkFLRS1WSUQtMQ==", "video", true, "15550002222", "Test User", 1760000300,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Urlaub am Strand \u2600\ufe0f", "caption")
 				wantField(t, c, "video/mp4", "mime_type")
-			}},
-		{"location.json", "wamid.RkFLRS1MT0MtMQ==", "location", true, "15550002222", "Test User", 1760000301,
+			},
+		},
+		{
+			"location.json", "wamid.RkFLRS1MT0MtMQ==", "location", true, "15550002222", "Test User", 1760000301,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "52.521918", "latitude")
 				wantField(t, c, "13.413215", "longitude")
 				wantField(t, c, "Fake Meeting Point", "name")
 				wantField(t, c, "Alexanderplatz 1, 10178 Berlin", "address")
-			}},
-		{"system.json", "wamid.RkFLRS1TWVMtMQ==", "system", true, "15550002222", "Test User", 1760000303,
+			},
+		},
+		{
+			"system.json", "wamid.RkFLRS1TWVMtMQ==", "system", true, "15550002222", "Test User", 1760000303,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "Test User changed from 15550002222 to 15550005555", "body")
 				wantField(t, c, "user_changed_number", "type")
-			}},
-		{"order.json", "wamid.RkFLRS1PUkQtMQ==", "order", true, "15550002222", "Test User", 1760000304,
+			},
+		},
+		{
+			"order.json", "wamid.RkFLRS1PUkQtMQ==", "order", true, "15550002222", "Test User", 1760000304,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "300000000000003", "catalog_id")
 				wantField(t, c, "Bitte bis Freitag liefern", "text")
-			}},
-		{"interactive_button_reply.json", "wamid.RkFLRS1DMTctMQ==", "interactive", true, "15550002222", "Test User", 1760000180,
+			},
+		},
+		{
+			"interactive_button_reply.json", "wamid.RkFLRS1DMTctMQ==", "interactive", true, "15550002222", "Test User", 1760000180,
 			func(t *testing.T, c, e map[string]any) {
 				wantField(t, c, "button_reply", "type")
 				wantField(t, c, "btn_confirm_yes", "button_reply", "id")
 				wantField(t, c, "Yes, confirm", "button_reply", "title")
 				wantField(t, e, "wamid.RkFLRS1DMTctb3V0LTE=", "context", "id")
 				wantField(t, e, "15550001111", "context", "from")
-			}},
-		{"interactive_list_reply.json", "wamid.RkFLRS1DMTctMg==", "interactive", true, "15550002222", "Test User", 1760000181,
+			},
+		},
+		{
+			"interactive_list_reply.json", "wamid.RkFLRS1DMTctMg==", "interactive", true, "15550002222", "Test User", 1760000181,
 			func(t *testing.T, c, e map[string]any) {
 				wantField(t, c, "list_reply", "type")
 				wantField(t, c, "slot_tue_10", "list_reply", "id")
 				wantField(t, c, "Tue 10:00", "list_reply", "title")
 				wantField(t, c, "Tuesday morning slot", "list_reply", "description")
 				wantField(t, e, "wamid.RkFLRS1DMTctb3V0LTE=", "context", "id")
-			}},
-		{"button_quick_reply.json", "wamid.RkFLRS1DMTctMw==", "button", true, "15550002222", "Test User", 1760000182,
+			},
+		},
+		{
+			"button_quick_reply.json", "wamid.RkFLRS1DMTctMw==", "button", true, "15550002222", "Test User", 1760000182,
 			func(t *testing.T, c, e map[string]any) {
 				wantField(t, c, "STOP_PROMOS", "payload")
 				wantField(t, c, "Stop promotions", "text")
 				wantField(t, e, "wamid.RkFLRS1DMTctb3V0LTE=", "context", "id")
-			}},
-		{"reaction.json", "wamid.RkFLRS1DMTUtcjE=", "reaction", true, "15550002222", "Test User", 1760000170,
+			},
+		},
+		{
+			"reaction.json", "wamid.RkFLRS1DMTUtcjE=", "reaction", true, "15550002222", "Test User", 1760000170,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "wamid.RkFLRS1DMTUtb3V0LTE=", "message_id")
 				wantField(t, c, "\U0001F62E", "emoji")
-			}},
-		{"reaction_removed.json", "wamid.RkFLRS1DMTUtcjI=", "reaction", true, "15550002222", "Test User", 1760000175,
+			},
+		},
+		{
+			"reaction_removed.json", "wamid.RkFLRS1DMTUtcjI=", "reaction", true, "15550002222", "Test User", 1760000175,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c, "wamid.RkFLRS1DMTUtb3V0LTE=", "message_id")
 				if _, ok := c["emoji"]; ok {
 					t.Error("removed reaction has an emoji")
 				}
-			}},
-		{"text_referral.json", "wamid.RkFLRS1SRUYtMQ==", "text", true, "15550002222", "Test User", 1760000305,
+			},
+		},
+		{
+			"text_referral.json", "wamid.RkFLRS1SRUYtMQ==", "text", true, "15550002222", "Test User", 1760000305,
 			func(t *testing.T, c, e map[string]any) {
 				wantField(t, c, "I saw your ad and want to know more", "body")
 				wantField(t, e, "ad", "referral", "source_type")
 				wantField(t, e, "https://fb.me/fakead", "referral", "source_url")
-			}},
-		{"unsupported.json", "wamid.RkFLRS1DMTQtMQ==", "unsupported", false, "15550002222", "Test User", 1760000160,
+			},
+		},
+		{
+			"unsupported.json", "wamid.RkFLRS1DMTQtMQ==", "unsupported", false, "15550002222", "Test User", 1760000160,
 			func(t *testing.T, c, _ map[string]any) {
 				errs, ok := c["errors"].([]any)
 				if !ok || len(errs) != 1 {
 					t.Fatalf("content errors = %#v, want one error", c["errors"])
 				}
 				wantField(t, errs[0], "131051", "code")
-			}},
-		{"unknown.json", "wamid.RkFLRS1DMTQtMg==", "unknown", false, "15550002222", "Test User", 1760000161,
+			},
+		},
+		{
+			"unknown.json", "wamid.RkFLRS1DMTQtMg==", "unknown", false, "15550002222", "Test User", 1760000161,
 			func(t *testing.T, c, _ map[string]any) {
 				wantField(t, c["errors"].([]any)[0], "Fake details: this message type is not supported", "error_data", "details")
-			}},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

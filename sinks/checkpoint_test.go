@@ -117,8 +117,12 @@ func TestChainVerifierUnanchoredRows(t *testing.T) {
 		{"wrong hash", []checkpoint{at(2), sign(rows[4].Offset, rows[3].Hash)}, 1, 3, rows[4].Offset, []string{ProblemCheckpointHash}},
 		{"between rows", []checkpoint{sign(rows[4].Offset+1, rows[4].Hash)}, 0, 6, rows[4].Offset + 1, []string{ProblemCheckpointRow}},
 		{"past the tip", []checkpoint{sign(99, rows[5].Hash)}, 0, 6, 99, []string{ProblemCheckpointRow}},
-		{"forged", []checkpoint{{Partition: 1, Offset: rows[5].Offset, Hash: rows[5].Hash, SignedAt: 1, Signature: "00", KeyID: "c1"}}, 0, 6, -1,
-			[]string{ProblemCheckpointSignature}},
+		{
+			"forged",
+			[]checkpoint{{Partition: 1, Offset: rows[5].Offset, Hash: rows[5].Hash, SignedAt: 1, Signature: "00", KeyID: "c1"}},
+			0, 6, -1,
+			[]string{ProblemCheckpointSignature},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

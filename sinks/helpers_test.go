@@ -34,7 +34,7 @@ func randomName(t testing.TB) string {
 func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	if os.Getenv("SYNCGUARD_TEST_LOG") == "" {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }

@@ -461,13 +461,13 @@ func readRSS() (uint64, error) {
 		return 0, fmt.Errorf("read RSS: %w", err)
 	}
 	defer f.Close()
-	return parseVmRSS(f)
+	return parseVMRSS(f)
 }
 
-// parseVmRSS returns the VmRSS field of a /proc/<pid>/status file in
+// parseVMRSS returns the VmRSS field of a /proc/<pid>/status file in
 // bytes. The kernel prints it as "VmRSS:" followed by a count of kB,
 // which are KiB.
-func parseVmRSS(r io.Reader) (uint64, error) {
+func parseVMRSS(r io.Reader) (uint64, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")

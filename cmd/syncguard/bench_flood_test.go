@@ -36,18 +36,18 @@ func TestParseVmRSS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseVmRSS(strings.NewReader(tt.status))
+			got, err := parseVMRSS(strings.NewReader(tt.status))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseVmRSS error = %v, want one containing %q", err, tt.wantErr)
+					t.Fatalf("parseVMRSS error = %v, want one containing %q", err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseVmRSS: %v", err)
+				t.Fatalf("parseVMRSS: %v", err)
 			}
 			if got != tt.want {
-				t.Errorf("parseVmRSS = %d, want %d", got, tt.want)
+				t.Errorf("parseVMRSS = %d, want %d", got, tt.want)
 			}
 		})
 	}
@@ -74,8 +74,10 @@ func TestLegitSourceAddrs(t *testing.T) {
 	}{
 		{name: "limiter off", rate: 5000, limit: ingest.RateLimit{}, want: []string{"127.0.0.1"}},
 		{name: "half the limit fits one", rate: 100, limit: ingest.RateLimit{Rate: 200, Burst: 400}, want: []string{"127.0.0.1"}},
-		{name: "default rate and limit", rate: 500, limit: ingest.RateLimit{Rate: 200, Burst: 400},
-			want: []string{"127.0.0.1", "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"}},
+		{
+			name: "default rate and limit", rate: 500, limit: ingest.RateLimit{Rate: 200, Burst: 400},
+			want: []string{"127.0.0.1", "127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"},
+		},
 		{name: "just above half", rate: 101, limit: ingest.RateLimit{Rate: 200, Burst: 400}, want: []string{"127.0.0.1", "127.0.1.1"}},
 		{name: "too many addresses", rate: 1_000_000, limit: ingest.RateLimit{Rate: 200, Burst: 400}, wantErr: true},
 	}
@@ -195,8 +197,10 @@ func TestFloodVerdict(t *testing.T) {
 		{name: "exactly twice", row: phaseRow(t, 20*time.Millisecond, 100, 100, 2), base: &base, want: "met"},
 		{name: "above twice", row: phaseRow(t, 21*time.Millisecond, 100, 100, 2), base: &base, want: "not met: p99 2.10x"},
 		{name: "legit rejected", row: phaseRow(t, 10*time.Millisecond, 100, 97, 2), base: &base, want: "not met: 3 legit non-2xx"},
-		{name: "keys over capacity", row: phaseRow(t, 10*time.Millisecond, 100, 100, 101), base: &base,
-			want: "not met: limiter=source 101 keys over capacity 100"},
+		{
+			name: "keys over capacity", row: phaseRow(t, 10*time.Millisecond, 100, 100, 101), base: &base,
+			want: "not met: limiter=source 101 keys over capacity 100",
+		},
 		{name: "control is not judged", row: control, base: &base, want: "control, not judged"},
 		{name: "zero baseline p99", row: phaseRow(t, time.Millisecond, 100, 100, 2), base: &floodRow{}, want: "not met: p99 +Infx"},
 	}

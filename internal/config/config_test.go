@@ -62,8 +62,11 @@ func TestSecretRedacted(t *testing.T) {
 func TestDecodeRejectsUnknownKey(t *testing.T) {
 	var c testConfig
 	err := Decode([]byte("name: a\nnmae: b\n"), &c)
-	if err == nil || !strings.Contains(err.Error(), "nmae") {
+	if err == nil || !strings.Contains(err.Error(), `unknown key "nmae"`) {
 		t.Fatalf("Decode error = %v, want one naming the unknown key", err)
+	}
+	if strings.Contains(err.Error(), "config.testConfig") {
+		t.Errorf("Decode error %q names a Go type", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,13 +36,17 @@ func LoadFile(path string, cfg any) error {
 	return ApplyEnv(cfg, os.LookupEnv)
 }
 
+// unknownField matches the YAML decoder's message for a key that the
+// struct lacks, which names a Go type that means nothing to an operator.
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
 // Decode decodes YAML into cfg and rejects keys that cfg does not have.
 func Decode(b []byte, cfg any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	// An empty document leaves the defaults as they are.
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return errors.New(unknownField.ReplaceAllString(err.Error(), `unknown key "$1"`))
 	}
 	return nil
 }

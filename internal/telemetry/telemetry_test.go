@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadyz(t *testing.T) {
@@ -50,4 +51,12 @@ func TestConfigValidate(t *testing.T) {
 	f(Config{LogLevel: "loud", LogFormat: "json"}, "telemetry.log_level")
 	f(Config{LogLevel: "info", LogFormat: "xml"}, "telemetry.log_format")
 	f(Config{LogLevel: "info", LogFormat: "json", ListenAddr: "nohost"}, "telemetry.listen_addr")
+}
+
+func TestLoggerWritesDurationsAsText(t *testing.T) {
+	var buf strings.Builder
+	NewLogger(DefaultConfig(), &buf).Info("x", "retry_in", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"retry_in":"1.5s"`) {
+		t.Errorf("log line %s, want retry_in as 1.5s", buf.String())
+	}
 }

@@ -81,6 +81,12 @@ func (b *blocklist) apply(key, value []byte, now time.Time) error {
 	if !rec.Active || (!rec.ExpiresAt.IsZero() && !rec.ExpiresAt.After(now)) {
 		return b.remove(kind, target)
 	}
+	// The same checks as for publishing, so that a record written to the
+	// topic by other means (an empty revocation, a non-canonical prefix)
+	// is not enforced either.
+	if err := ValidateControlRecord(rec); err != nil {
+		return fmt.Errorf("%w: key %q: %w", errBadControlRecord, clip(string(key)), err)
+	}
 	return b.set(kind, target, rec.ExpiresAt)
 }
 
@@ -495,8 +501,9 @@ func ListControl(ctx context.Context, kafka kafkaclient.Config, now time.Time) (
 				latest[key] = nil
 				return
 			}
+			// Only records that ingest would enforce are listed.
 			var rec schemas.ControlRecord
-			if json.Unmarshal(r.Value, &rec) != nil {
+			if json.Unmarshal(r.Value, &rec) != nil || schemas.ControlKey(rec.Kind, rec.Value) != key || ValidateControlRecord(rec) != nil {
 				latest[key] = nil
 				return
 			}

@@ -404,3 +404,22 @@ func TestDeviceMismatchAuditsTokenDevice(t *testing.T) {
 		t.Errorf("audit Detail = %q, want it to name the header's device", last.Detail)
 	}
 }
+
+func TestBlocklistIgnoresInvalidActiveRecords(t *testing.T) {
+	now := time.Now()
+	f := func(kind, value string) {
+		t.Helper()
+		b := newBlocklist(100)
+		rec := schemas.ControlRecord{Kind: kind, Value: value, Active: true, Reason: "test"}
+		v, _ := json.Marshal(rec)
+		if err := b.apply([]byte(schemas.ControlKey(kind, value)), v, now); err == nil {
+			t.Errorf("%s %q applied, want it rejected", kind, value)
+		}
+		if b.blocked(kind, value, now) {
+			t.Errorf("%s %q is enforced", kind, value)
+		}
+	}
+	f(schemas.ControlRevokeToken, "")
+	f(schemas.ControlBlockSource, "127.0.0.9/30")
+	f(schemas.ControlBlockSource, "0.0.0.0/0")
+}

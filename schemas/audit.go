@@ -8,6 +8,9 @@ const (
 	StageProcessor = "processor"
 	StageDetector  = "detector"
 	StageSink      = "sink"
+	// StageOperator marks steps that a person took with the syncguard
+	// command, such as publishing a block.
+	StageOperator = "operator"
 )
 
 // Outcomes of an audited step.

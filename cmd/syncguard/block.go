@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/ingest"
 	"github.com/syncguard/syncguard/schemas"
@@ -71,6 +74,9 @@ func runBlock(ctx context.Context, args []string, out io.Writer) error {
 		if err := ingest.PublishControl(ctx, cfg.Kafka, rec); err != nil {
 			return err
 		}
+		if err := auditBlock(ctx, cfg, rec); err != nil {
+			return fmt.Errorf("the control record is published, but its audit event failed: %w", err)
+		}
 		verb := "blocked"
 		if !rec.Active {
 			verb = "lifted the block of"
@@ -128,4 +134,42 @@ func printBlocks(out io.Writer, recs []schemas.ControlRecord) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Value, expires, r.Actor, r.CreatedAt.UTC().Format(time.RFC3339), r.Reason)
 	}
 	return w.Flush()
+}
+
+// auditBlock writes the audit event of an operator's block or unblock, so
+// that containment done by hand is on the audit trail like the detector's.
+func auditBlock(ctx context.Context, cfg Config, rec schemas.ControlRecord) error {
+	detail := fmt.Sprintf("%s %s by %s: %s", rec.Kind, rec.Value, rec.Actor, rec.Reason)
+	if !rec.Active {
+		detail = "lifted " + detail
+	} else if !rec.ExpiresAt.IsZero() {
+		detail += " (until " + rec.ExpiresAt.Format(time.RFC3339) + ")"
+	}
+	ev := schemas.AuditEvent{
+		ID:      "operator/" + schemas.ControlKey(rec.Kind, rec.Value) + "/" + rec.CreatedAt.Format(time.RFC3339Nano),
+		Time:    rec.CreatedAt,
+		Stage:   schemas.StageOperator,
+		Action:  schemas.ActionContain,
+		Outcome: schemas.OutcomeAccepted,
+		Reason:  rec.Kind,
+		Detail:  detail,
+	}
+	switch rec.Kind {
+	case schemas.ControlBlockSource:
+		ev.Source = rec.Value
+	case schemas.ControlBlockDevice:
+		ev.Device = rec.Value
+	case schemas.ControlBlockAccount:
+		ev.Account = rec.Value
+	}
+	value, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	cl, err := cfg.Kafka.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: cfg.Kafka.Topic(schemas.TopicAudit), Key: []byte(rec.Value), Value: value}).FirstErr()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,5 +116,34 @@ func TestBlockCommandRealKafka(t *testing.T) {
 	list = run("list")
 	if strings.Contains(list, "203.0.113.7") || !strings.Contains(list, "dev-9") {
 		t.Errorf("list after remove:\n%s", list)
+	}
+
+	// Each add and remove left an operator audit event.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(schemas.Topic(prefix, schemas.TopicAudit)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var events []schemas.AuditEvent
+	for len(events) < 3 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var ev schemas.AuditEvent
+			if err := json.Unmarshal(r.Value, &ev); err == nil {
+				events = append(events, ev)
+			}
+		})
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d audit events for 2 adds and 1 remove, want 3", len(events))
+	}
+	for _, ev := range events {
+		if ev.Stage != schemas.StageOperator || ev.Action != schemas.ActionContain {
+			t.Errorf("audit event %+v, want an operator contain step", ev)
+		}
+	}
+	if !strings.HasPrefix(events[2].Detail, "lifted block_source 203.0.113.7") || events[2].Source != "203.0.113.7" {
+		t.Errorf("remove audit event %+v, want a lifted block of the source", events[2])
 	}
 }

@@ -19,11 +19,7 @@ func TestAuditVerifyDetectsTailDeletion(t *testing.T) {
 	f, _ := webhookFactory(t, 31, 1)
 	for range 5 {
 		req := f.Next()
-		var headers [][2]string
-		for k, vs := range req.Header {
-			headers = append(headers, [2]string{k, vs[0]})
-		}
-		if got := s.send(http.MethodPost, req.Path, headers, req.Body); got.Status != http.StatusOK {
+		if got := s.sendGenerated(req); got.Status != http.StatusOK {
 			t.Fatalf("webhook: status %d", got.Status)
 		}
 	}
@@ -92,11 +88,7 @@ func TestAuditVerifyFailsWithoutCheckpoints(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	f, _ := webhookFactory(t, 51, 1)
 	req := f.NextText()
-	var headers [][2]string
-	for k, vs := range req.Header {
-		headers = append(headers, [2]string{k, vs[0]})
-	}
-	if got := s.send(http.MethodPost, req.Path, headers, req.Body); got.Status != http.StatusOK {
+	if got := s.sendGenerated(req); got.Status != http.StatusOK {
 		t.Fatalf("webhook: status %d", got.Status)
 	}
 	s.settle()

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/internal/loadgen"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -273,4 +274,17 @@ func (s *stack) send(method, target string, headers [][2]string, body []byte) ht
 		s.t.Fatal(err)
 	}
 	return httpResult{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// sendGenerated sends a request from the load generator's factories to the
+// stack's ingest.
+func (s *stack) sendGenerated(req loadgen.Request) httpResult {
+	s.t.Helper()
+	var headers [][2]string
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			headers = append(headers, [2]string{k, v})
+		}
+	}
+	return s.send(req.Method, req.Path, headers, req.Body)
 }

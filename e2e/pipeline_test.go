@@ -83,13 +83,7 @@ func TestForgedWebhookAudited(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	f, _ := webhookFactory(t, 11, 1)
 	req := f.Forged()
-	var headers [][2]string
-	for k, vs := range req.Header {
-		for _, v := range vs {
-			headers = append(headers, [2]string{k, v})
-		}
-	}
-	got := s.send(http.MethodPost, req.Path, headers, req.Body)
+	got := s.sendGenerated(req)
 	if got.Status != http.StatusUnauthorized {
 		t.Fatalf("forged webhook: status %d, want 401; body %s", got.Status, got.Body)
 	}
@@ -193,11 +187,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	f, _ := webhookFactory(t, 21, 1)
 	for range 5 {
 		req := f.Next()
-		var headers [][2]string
-		for k, vs := range req.Header {
-			headers = append(headers, [2]string{k, vs[0]})
-		}
-		if got := s.send(http.MethodPost, req.Path, headers, req.Body); got.Status != http.StatusOK {
+		if got := s.sendGenerated(req); got.Status != http.StatusOK {
 			t.Fatalf("webhook: status %d", got.Status)
 		}
 	}

@@ -83,11 +83,7 @@ func TestStartBeforeKafka(t *testing.T) {
 
 	f, _ := webhookFactory(t, 31, 1)
 	req := f.NextText()
-	var headers [][2]string
-	for k, vs := range req.Header {
-		headers = append(headers, [2]string{k, vs[0]})
-	}
-	if got := s.send(http.MethodPost, req.Path, headers, req.Body); got.Status != http.StatusOK {
+	if got := s.sendGenerated(req); got.Status != http.StatusOK {
 		t.Fatalf("webhook after recovery: status %d, body %s", got.Status, got.Body)
 	}
 	s.oneMessage(t, req.MessageIDs()[0])

@@ -281,38 +281,6 @@ func controlConsumerOpts(topic string, maxWait time.Duration) []kgo.Opt {
 	}
 }
 
-// controlEnds returns the end offset of each non-empty partition of the
-// control topic.
-func controlEnds(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
-	adm := kadm.NewClient(cl)
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
-	// The last stable offset: a read_committed reader cannot pass an open
-	// transaction, so it is the end this reader can reach.
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	if len(ends[topic]) == 0 {
-		return nil, fmt.Errorf("list end offsets of %s: topic not found: syncguard run creates the topics once Kafka answers", topic)
-	}
-	out := make(map[int32]int64)
-	for p, end := range ends[topic] {
-		if start, ok := starts.Lookup(topic, p); ok && end.Offset > start.Offset {
-			out[p] = end.Offset
-		}
-	}
-	return out, nil
-}
-
 // followControl reads the control topic from the start until ctx ends and
 // applies each record to s.blocks. It sets s.blocksLoaded once every
 // partition was read up to the end offset it had at the start.
@@ -320,7 +288,7 @@ func (s *Server) followControl(ctx context.Context, cl *kgo.Client) {
 	var ends map[int32]int64
 	for ends == nil {
 		var err error
-		if ends, err = controlEnds(ctx, cl, s.controlTopic); err != nil {
+		if ends, err = kafkaclient.ReadEnds(ctx, kadm.NewClient(cl), s.controlTopic); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -470,7 +438,7 @@ func ListControl(ctx context.Context, kafka kafkaclient.Config, now time.Time) (
 		return nil, err
 	}
 	defer cl.Close()
-	ends, err := controlEnds(ctx, cl, topic)
+	ends, err := kafkaclient.ReadEnds(ctx, kadm.NewClient(cl), topic)
 	if err != nil {
 		return nil, err
 	}

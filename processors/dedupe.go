@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/syncguard/syncguard/internal/kafkaclient"
 )
 
 // Namespaces of dedupe keys, so that ids of different kinds never collide.
@@ -106,7 +108,7 @@ func (p *Processor) rebuildDedupe(ctx context.Context, partition int32) (*bounde
 	}
 	defer cl.Close()
 
-	ends, err := listReadEnds(ctx, kadm.NewClient(cl), topic, partition)
+	ends, err := kafkaclient.ReadEnds(ctx, kadm.NewClient(cl), topic, partition)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild dedupe set of partition %d: %w", partition, err)
 	}

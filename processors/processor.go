@@ -244,7 +244,7 @@ func (p *Processor) start(ctx context.Context) (*kgo.Client, error) {
 	}
 
 	began := time.Now()
-	ends, err := listReadEnds(ctx, kadm.NewClient(cl), p.topics.keys)
+	ends, err := kafkaclient.ReadEnds(ctx, kadm.NewClient(cl), p.topics.keys)
 	if err == nil {
 		err = consumeToEnd(ctx, cl, p.topics.keys, ends, p.keys.applyRecord)
 	}

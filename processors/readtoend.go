@@ -3,9 +3,7 @@ package processors
 import (
 	"context"
 	"fmt"
-	"slices"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,45 +21,6 @@ func readerOpts() []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 	}
-}
-
-// listReadEnds returns, for each partition of topic that has records, the
-// offset where reading to the end stops: the last stable offset. Partitions
-// whose log start offset has reached the LSO are left out, because there is
-// nothing to read in them.
-func listReadEnds(ctx context.Context, adm *kadm.Client, topic string, partitions ...int32) (map[int32]int64, error) {
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
-	ends, err := adm.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list last stable offsets of %s: %w", topic, err)
-	}
-	if len(ends[topic]) == 0 {
-		return nil, fmt.Errorf("list last stable offsets of %s: topic not found: syncguard run creates the topics once Kafka answers", topic)
-	}
-
-	out := make(map[int32]int64)
-	for p, end := range ends[topic] {
-		if len(partitions) > 0 && !slices.Contains(partitions, p) {
-			continue
-		}
-		start, ok := starts.Lookup(topic, p)
-		if !ok {
-			return nil, fmt.Errorf("list start offsets of %s: partition %d missing from the response", topic, p)
-		}
-		if end.Offset > start.Offset {
-			out[p] = end.Offset
-		}
-	}
-	return out, nil
 }
 
 // consumeToEnd polls cl, which consumes topic, and passes every data record

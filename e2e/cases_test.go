@@ -15,7 +15,7 @@ import (
 // The recorded WhatsApp cases under testdata/whatsapp are inputs that broke
 // other webhook integrations in production. Each case's expected.md states
 // the behaviour; these tests send every request byte for byte to a running
-// syncguard and check the answers and what ends up stored.
+// syncguard and check the responses and what ends up stored.
 
 type manifest struct {
 	Requests []caseRequest `json:"requests"`
@@ -63,7 +63,7 @@ func (r caseRequest) body(t *testing.T) []byte {
 	return b
 }
 
-// check compares an answer with the manifest's expectation: "200",
+// check compares a response with the manifest's expectation: "200",
 // "4xx", "403", "5xx ..." or "200 body=TEXT".
 func (r caseRequest) check(t *testing.T, got httpResult) {
 	t.Helper()

@@ -117,13 +117,13 @@ func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
 			"header "+truncate(rr.duplicated, maxHeaderEcho)+" appears more than once")
 	}
 	kind := rr.headers[schemas.HeaderKind]
-	if why := p.checkPlacement(r); why != "" {
-		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed, why)
+	if problem := p.checkPlacement(r); problem != "" {
+		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed, problem)
 	}
 	if kind == schemas.KindWhatsApp || kind == schemas.KindSync {
 		// Ingest seals every raw value under a key derived from the
-		// envelope key; a value that does not open was written by someone
-		// else or altered in Kafka.
+		// envelope key, so a value that does not open was written by
+		// someone else or altered in Kafka.
 		plain, err := p.sealer.Open(kind, rr.headers[schemas.HeaderRequestID], r.Key, r.Value)
 		if err != nil {
 			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
@@ -305,10 +305,10 @@ func truncate(s string, n int) string {
 // of its partitioners ingest uses.
 var keyPartitioner = kgo.StickyKeyPartitioner(nil)
 
-// checkPlacement returns why a raw record is not where ingest would have
-// written it, or "". Deduplication is per raw partition, so a genuine
-// record copied into another partition would otherwise be routed again;
-// the seal binds the value to its key, and the key fixes the partition.
+// checkPlacement returns the reason a raw record is not where ingest would
+// have written it, or "". Deduplication is per raw partition, so a genuine
+// record copied into another partition would otherwise be routed again.
+// The seal binds the value to its key, and the key fixes the partition.
 //
 // NOTE: records written before the raw topic gained partitions fail this
 // check if they are ever read again, for example after an offset reset.

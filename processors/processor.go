@@ -267,7 +267,7 @@ func (p *Processor) checkPartitions(ctx context.Context, adm *kadm.Client) error
 		err = details.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("check topics %s and %s: %w: syncguard run creates the topics once Kafka answers", p.topics.raw, p.topics.dedupe, err)
+		return fmt.Errorf("check topics %s and %s: %w; syncguard run creates the topics once Kafka is reachable", p.topics.raw, p.topics.dedupe, err)
 	}
 	raw, dedupe := len(details[p.topics.raw].Partitions), len(details[p.topics.dedupe].Partitions)
 	if dedupe < raw {

@@ -153,7 +153,7 @@ func benchCommand(ctx context.Context, args []string) error {
 	return nil
 }
 
-// startNoopServer runs an HTTP server that reads each body and answers 200,
+// startNoopServer runs an HTTP server that reads each body and responds 200,
 // the baseline that ingest's throughput is compared with.
 func startNoopServer() (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

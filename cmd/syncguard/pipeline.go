@@ -167,7 +167,7 @@ func (p *pipeline) ingestAddr() string {
 
 // run starts every component and blocks until ctx is done or one fails.
 // Then it stops them one at a time in shutdown order, each after the one
-// before it has returned, so a consumer sees everything its upstream wrote.
+// before it has returned, so a consumer reads everything its upstream wrote.
 func (p *pipeline) run(ctx context.Context) error {
 	defer p.close()
 

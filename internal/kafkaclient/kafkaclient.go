@@ -42,7 +42,7 @@ type Config struct {
 	// consumer before it gives the consumer's partitions to others.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// TransactionTimeout is how long the broker keeps a transaction open
-	// before aborting it; consumers reading committed records wait at most
+	// before aborting it. Consumers reading committed records wait at most
 	// this long behind a transaction of a process that died for good.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// InProcess starts an in-memory kfake cluster instead of connecting to
@@ -122,9 +122,9 @@ func (c Config) TransactOpts(prefix string) []kgo.Opt {
 // Topic returns the full name of the topic with the given suffix.
 func (c Config) Topic(suffix string) string { return schemas.Topic(c.TopicPrefix, suffix) }
 
-// BaseOpts returns the options every client shares. Producers get acks=all
-// and idempotence, which are franz-go's defaults; they are set here anyway so
-// that nobody turns them off by accident.
+// BaseOpts returns the options every client shares. Producers get acks=all,
+// which is franz-go's default, stated here so that a change of defaults
+// cannot weaken it unnoticed.
 func (c Config) BaseOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),

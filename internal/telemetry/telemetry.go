@@ -84,7 +84,7 @@ func NewRegistry() *prometheus.Registry {
 // ReadyFunc reports whether a component can do its work now.
 type ReadyFunc func() bool
 
-// Handler returns the operator endpoints. /readyz answers 200 only when every
+// Handler returns the operator endpoints. /readyz returns 200 only when every
 // ready function returns true, and names the components that are not ready.
 func Handler(reg *prometheus.Registry, ready map[string]ReadyFunc) http.Handler {
 	mux := http.NewServeMux()

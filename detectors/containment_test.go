@@ -431,11 +431,7 @@ func TestEngineContainmentKafka(t *testing.T) {
 	kcfg := kafkaclient.Defaults()
 	kcfg.Brokers = testenv.KafkaBrokers(t)
 	kcfg.TopicPrefix = uniquePrefix(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := kcfg.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testenv.CreateTopics(t, kcfg)
 	runEngineContainment(t, kcfg)
 }
 

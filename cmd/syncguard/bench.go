@@ -65,6 +65,7 @@ func benchCommand(ctx context.Context, args []string) error {
 	if err := ws.resetDatabase(ctx); err != nil {
 		return err
 	}
+	defer ws.deleteTopics()
 	logPath := filepath.Join(*dir, "syncguard.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

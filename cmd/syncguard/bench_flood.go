@@ -195,6 +195,7 @@ func startBenchPipeline(ctx context.Context, dir, name string, brokers []string,
 				say("pipeline %s stopped with an error (log: %s): %v", name, logPath, err)
 			}
 			logFile.Close()
+			ws.deleteTopics()
 		})
 	}
 

@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/syncguard/syncguard/ingest"
 	"github.com/syncguard/syncguard/internal/config"
 	"github.com/syncguard/syncguard/internal/keys"
 	"github.com/syncguard/syncguard/internal/loadgen"
+	"github.com/syncguard/syncguard/schemas"
 	"github.com/syncguard/syncguard/sinks"
 )
 
@@ -105,4 +108,25 @@ func (w *workspace) factories(seed int64, accounts, devices int) (*loadgen.Webho
 		return nil, nil, nil, err
 	}
 	return wf, sf, acc, nil
+}
+
+// deleteTopics removes the workspace's Kafka topics once a run is over, so
+// that repeated benchmark runs do not pile up partitions on the broker. It
+// is best effort: a topic left behind costs disk, not correctness.
+func (w *workspace) deleteTopics() {
+	if w.cfg.Kafka.InProcess {
+		return
+	}
+	cl, err := w.cfg.Kafka.NewClient()
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	names := make([]string, 0, len(schemas.AllTopics))
+	for _, s := range schemas.AllTopics {
+		names = append(names, w.cfg.Kafka.Topic(s))
+	}
+	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 }

@@ -7,11 +7,17 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/schemas"
 )
 
 // Environment variables that scripts/services.sh env prints.
@@ -58,4 +64,34 @@ func missing(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// CreateTopics creates the pipeline topics of cfg on its brokers and deletes
+// them when t ends, so that test runs do not pile up partitions on a shared
+// broker. SYNCGUARD_E2E_KEEP=1 keeps them for a look after a failure.
+func CreateTopics(t testing.TB, cfg kafkaclient.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cfg.EnsureTopics(ctx); err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+	t.Cleanup(func() {
+		if os.Getenv("SYNCGUARD_E2E_KEEP") != "" {
+			return
+		}
+		cl, err := cfg.NewClient()
+		if err != nil {
+			return
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		names := make([]string, 0, len(schemas.AllTopics))
+		for _, s := range schemas.AllTopics {
+			names = append(names, cfg.Topic(s))
+		}
+		// Best effort: a topic left behind costs disk, not correctness.
+		_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
+	})
 }

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -11,7 +12,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncguard/syncguard/schemas"
 )
@@ -25,28 +25,30 @@ const maxJTILen = 256
 // thumbprintLen is the length of an unpadded base64url SHA-256 digest.
 const thumbprintLen = 43
 
-// dpopVerifier checks DPoP proofs (RFC 9449) and remembers their jti.
-//
-// NOTE: the replay cache lives in this process, so a proof replayed to
-// another ingest instance within twice dpop_max_age is accepted there.
-// Only the processors' event_id dedupe keeps replayed events from being
-// stored twice, and it does not stop new events sent with the proof.
-// Closing the gap needs a set-if-absent store shared by every instance.
+// dpopVerifier checks DPoP proofs (RFC 9449) and claims their jti in the
+// replay log that every ingest instance shares, so that a proof is
+// accepted once across all of them.
 type dpopVerifier struct {
 	// origin is the normalised ingest.public_origin, "" when unset.
 	origin string
 	maxAge time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
-	// replay holds (jkt, jti) of accepted proofs for twice maxAge.
-	replay *ttlCache[struct{}]
+	// replay holds the claims of (jkt, jti) for twice maxAge.
+	replay claimer
 }
 
-func newDPoPVerifier(cfg Config, now func() time.Time, reg prometheus.Registerer) (*dpopVerifier, error) {
+// claimer is a set-if-absent store of proof identities. The replay log is
+// the one every server uses.
+type claimer interface {
+	claim(ctx context.Context, k cacheKey) (int, error)
+}
+
+func newDPoPVerifier(cfg Config, now func() time.Time, replay claimer) (*dpopVerifier, error) {
 	d := &dpopVerifier{
 		maxAge: cfg.SyncAuth.DPoPMaxAge,
 		now:    now,
-		replay: newTTLCache[struct{}](2*cfg.SyncAuth.DPoPMaxAge, cfg.SyncAuth.DPoPReplayCacheMax, false),
+		replay: replay,
 		parser: jwt.NewParser(
 			// Asymmetric algorithms only: a proof shows possession of a
 			// private key.
@@ -62,13 +64,6 @@ func newDPoPVerifier(cfg Config, now func() time.Time, reg prometheus.Registerer
 		if d.origin, err = parsePublicOrigin(cfg.PublicOrigin); err != nil {
 			return nil, fmt.Errorf("ingest.public_origin: %w", err)
 		}
-	}
-	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "syncguard_ingest_dpop_replay_cache_entries",
-		Help: "DPoP proofs remembered to reject a reused jti; at most ingest.sync_auth.dpop_replay_cache_max.",
-	}, func() float64 { return float64(d.replay.len()) })
-	if err := reg.Register(gauge); err != nil {
-		return nil, fmt.Errorf("register ingest DPoP metrics: %w", err)
 	}
 	return d, nil
 }
@@ -104,8 +99,9 @@ func dpopError(cause string) *authError {
 
 // verify checks the DPoP proof of a request with the given method and
 // escaped path, for accessToken whose cnf.jkt is jkt. On success the
-// proof's jti is remembered, so the same proof is refused next time.
-func (d *dpopVerifier) verify(proof, method, path, accessToken, jkt string) *authError {
+// proof's jti is claimed, so the same proof is refused next time by every
+// instance. ctx bounds the claim.
+func (d *dpopVerifier) verify(ctx context.Context, proof, method, path, accessToken, jkt string) *authError {
 	if d.origin == "" {
 		return dpopError("ingest.public_origin is not set, so no htu can match")
 	}
@@ -154,12 +150,17 @@ func (d *dpopVerifier) verify(proof, method, path, accessToken, jkt string) *aut
 		return dpopError("the jti claim must be 1 to 256 bytes")
 	}
 
-	// Last, so that only an otherwise valid proof uses up its jti.
-	switch d.replay.add(keyOf(jkt, jti), struct{}{}, now) {
-	case cachePresent:
+	// Last, so that only an otherwise valid proof uses up its jti. The
+	// key is (jkt, jti), never the proof bytes: a re-signed or malleated
+	// proof reuses the jti and must count as the same proof.
+	outcome, err := d.replay.claim(ctx, keyOf(jkt, jti))
+	switch {
+	case err != nil:
+		return &authError{code: schemas.ReasonUnavailable, cause: "the DPoP replay log: " + err.Error()}
+	case outcome == claimReplay:
 		return dpopError("the jti was used before")
-	case cacheFull:
-		return &authError{code: schemas.ReasonUnavailable, cause: "the DPoP replay cache is full of live entries"}
+	case outcome == claimFull:
+		return &authError{code: schemas.ReasonUnavailable, cause: "the DPoP replay log is full of live claims"}
 	}
 	return nil
 }

@@ -9,13 +9,17 @@ import (
 	"encoding/base64"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -515,5 +519,123 @@ func TestDPoPOverTCP(t *testing.T) {
 	fresh := r.sign()
 	if code := send("DPoP: " + fresh + "\r\nDPoP: " + fresh + "\r\n"); code != http.StatusBadRequest {
 		t.Errorf("two DPoP headers: status = %d, want 400", code)
+	}
+}
+
+// TestDPoPReplayAcrossInstances reproduces A16 against two ingest servers
+// on one in-process Kafka; TestIntegrationDPoPReplayAcrossInstances runs
+// the same checks on the real broker.
+func TestDPoPReplayAcrossInstances(t *testing.T) {
+	h := dpopHarness(t, nil)
+	checkReplayAcrossInstances(t, h, secondInstance(t, h))
+}
+
+func TestIntegrationDPoPReplayAcrossInstances(t *testing.T) {
+	kcfg := testKafkaConfig()
+	kcfg.Brokers = testenv.KafkaBrokers(t)
+	testenv.CreateTopics(t, kcfg)
+	keys := newTestKeys(t)
+	cfg := testConfig(keys)
+	cfg.PublicOrigin = testOrigin
+	h := newHarnessOn(t, cfg, kcfg, keys)
+	checkReplayAcrossInstances(t, h, secondInstance(t, h))
+}
+
+// secondInstance is another server with h's configuration on h's Kafka.
+func secondInstance(t *testing.T, h *harness) *harness {
+	t.Helper()
+	cfg := testConfig(h.keys)
+	cfg.PublicOrigin = testOrigin
+	return newHarnessOn(t, cfg, h.kafka, h.keys)
+}
+
+func checkReplayAcrossInstances(t *testing.T, a, b *harness) {
+	keyA, keyB := newECDPoPKey(t), newECDPoPKey(t)
+	r := newDPoPRequest(a, keyA, keyB, nil)
+	first := r.sign()
+	if rec := a.do(r.request(first)); rec.Code != http.StatusAccepted {
+		t.Fatalf("first use on instance A: status = %d; body %s", rec.Code, rec.Body.String())
+	}
+	replays := []struct {
+		name  string
+		proof func() string
+	}{
+		{"exact replay", func() string { return first }},
+		{"malleated signature (high s)", func() string { return highS(first) }},
+		{"fresh signature, same jti", r.sign},
+	}
+	for _, tt := range replays {
+		t.Run(tt.name+" on instance B", func(t *testing.T) {
+			wantProblem(t, b.do(r.request(tt.proof())), http.StatusUnauthorized, schemas.ReasonInvalidDPoPProof)
+		})
+	}
+
+	// One new proof sent to both instances at once: exactly one request
+	// may pass, whichever instance it reached.
+	r.claims["jti"] = newID()
+	proof := r.sign()
+	const sends = 8
+	codes := make([]int, sends)
+	var wg sync.WaitGroup
+	for i := range sends {
+		target := a
+		if i%2 == 1 {
+			target = b
+		}
+		req := r.request(proof)
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			target.srv.Handler().ServeHTTP(rec, req)
+			codes[i] = rec.Code
+		})
+	}
+	wg.Wait()
+	accepted := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusUnauthorized:
+		default:
+			t.Errorf("concurrent send: status %d, want 202 or 401", c)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("concurrent sends of one proof to two instances: %d accepted, want exactly 1 (statuses %v)", accepted, codes)
+	}
+
+	// Each instance read both accepted proofs' claims.
+	for name, h := range map[string]*harness{"A": a, "B": b} {
+		if got := gaugeValue(t, h, "syncguard_ingest_dpop_replay_cache_entries"); got != 2 {
+			t.Errorf("instance %s: replay claims = %v, want 2", name, got)
+		}
+	}
+}
+
+// TestDPoPClaimFailsClosed checks that a proof whose claim cannot be read
+// back in time is refused with 503, not accepted on the hope that no other
+// instance saw it first.
+func TestDPoPClaimFailsClosed(t *testing.T) {
+	h := dpopHarness(t, func(c *Config) { c.ProduceTimeout = 300 * time.Millisecond })
+	// A server on the same Kafka whose replay follower never runs.
+	cfg := testConfig(h.keys)
+	cfg.PublicOrigin = testOrigin
+	cfg.ProduceTimeout = 300 * time.Millisecond
+	deaf, err := New(Options{
+		Config: cfg, Kafka: h.kafka, Registry: prometheus.NewRegistry(),
+		EnvelopeKey: h.envelope, Now: func() time.Time { return h.now }, Client: h.client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newDPoPRequest(h, newECDPoPKey(t), newECDPoPKey(t), nil)
+	rec := httptest.NewRecorder()
+	deaf.Handler().ServeHTTP(rec, r.request(r.sign()))
+	wantProblem(t, rec, http.StatusServiceUnavailable, schemas.ReasonUnavailable)
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if n := len(h.records(schemas.TopicRaw)); n != 0 {
+		t.Errorf("%d raw records after a refused proof, want 0", n)
 	}
 }

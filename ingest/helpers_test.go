@@ -156,6 +156,13 @@ func newHarnessOn(t *testing.T, cfg Config, kcfg kafkaclient.Config, keys *testK
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Serve starts the replay topic follower; tests that call the handler
+	// directly need it for DPoP proofs.
+	stopReplay, err := h.srv.followReplay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopReplay)
 	return h
 }
 
@@ -503,4 +510,19 @@ func counterWith(t *testing.T, reg *prometheus.Registry, name string, labels map
 
 func writeTestFile(path, content string) error {
 	return os.WriteFile(path, []byte(content), 0o600)
+}
+
+// memoryClaimer is a claimer in this process's memory, for tests that
+// exercise the proof checks without Kafka.
+type memoryClaimer struct{ seen *ttlCache[struct{}] }
+
+func newMemoryClaimer(ttl time.Duration) memoryClaimer {
+	return memoryClaimer{seen: newTTLCache[struct{}](ttl, 1<<20, false)}
+}
+
+func (m memoryClaimer) claim(_ context.Context, k cacheKey) (int, error) {
+	if m.seen.add(k, struct{}{}, time.Now()) == cachePresent {
+		return claimReplay, nil
+	}
+	return claimFresh, nil
 }

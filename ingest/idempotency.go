@@ -11,12 +11,16 @@ import (
 // device and event_id. A replayed event gets its original result
 // ("accepted", marked replayed) and is not produced again.
 //
-// NOTE: the cache lives in this process and is lost on restart. A replay
-// sent to another instance, or after a restart, is produced again and
-// reported as new, without replayed. The processors' event_id dedupe,
-// which survives restarts, keeps it from being stored twice. When two
-// requests with the same event run at once, both produce it and the
-// processors drop one.
+// Every instance publishes the events it stored on the replay topic and
+// learns those of the others, so a replay sent to another instance gets
+// the original result once that record arrived, within milliseconds. A
+// restarted instance learns the events of the last few minutes only.
+//
+// NOTE: this sharing is not atomic. These replays are produced again and
+// reported as new: one that reaches another instance before the record
+// does, one older than a few minutes sent to a restarted instance, and two
+// requests with the same event at once. The processors' event_id dedupe,
+// which survives restarts, keeps the event from being stored twice.
 type idempotency struct {
 	cache *ttlCache[acceptedEvent]
 }
@@ -48,8 +52,14 @@ func (i *idempotency) lookup(device, id string, now time.Time) (acceptedEvent, b
 	return i.cache.get(keyOf(device, id), now)
 }
 
-// remember records that Kafka acknowledged device's event id in request
-// requestID.
-func (i *idempotency) remember(device, id, requestID string, now time.Time) {
-	i.cache.add(keyOf(device, id), acceptedEvent{requestID: requestID}, now)
+// learn records an event that an instance, this one or another, stored in
+// request requestID at time at, as read from the replay topic.
+func (i *idempotency) learn(k cacheKey, requestID string, at time.Time) {
+	i.cache.add(k, acceptedEvent{requestID: requestID}, at)
+}
+
+// remember records that Kafka acknowledged the event with key k, the
+// keyOf its device and event id, in request requestID.
+func (i *idempotency) remember(k cacheKey, requestID string, now time.Time) {
+	i.cache.add(k, acceptedEvent{requestID: requestID}, now)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -294,5 +295,38 @@ func TestTTLCacheConcurrentAdd(t *testing.T) {
 	wg.Wait()
 	if got := added.Load(); got != 1 {
 		t.Fatalf("%d adds won, want 1", got)
+	}
+}
+
+// TestSyncEventReplayAcrossInstances checks that an event stored through
+// one instance is reported as a replay by another, on the in-process Kafka
+// and on the real broker.
+func TestSyncEventReplayAcrossInstances(t *testing.T) {
+	h := newHarness(t, nil)
+	checkEventReplayAcrossInstances(t, h, secondInstance(t, h))
+}
+
+func TestIntegrationSyncEventReplayAcrossInstances(t *testing.T) {
+	kcfg := testKafkaConfig()
+	kcfg.Brokers = testenv.KafkaBrokers(t)
+	testenv.CreateTopics(t, kcfg)
+	keys := newTestKeys(t)
+	h := newHarnessOn(t, testConfig(keys), kcfg, keys)
+	checkEventReplayAcrossInstances(t, h, secondInstance(t, h))
+}
+
+func checkEventReplayAcrossInstances(t *testing.T, a, b *harness) {
+	ev := a.event("evt-" + newID())
+	_, first := a.postBatch(ev)
+	checkResults(t, first, wantResult{status: eventAccepted})
+
+	// Instance B learns the event from the replay topic.
+	waitFor(t, "instance B to learn the stored event", func() bool {
+		return gaugeValue(t, b, "syncguard_ingest_sync_idempotency_cache_entries") == 1
+	})
+	_, again := b.postBatch(ev)
+	checkResults(t, again, wantResult{status: eventAccepted, replayed: true, origReq: first.RequestID})
+	if got := len(a.records(schemas.TopicRaw)); got != 1 {
+		t.Errorf("%d raw records, want 1: the replay to instance B was produced again", got)
 	}
 }

@@ -64,6 +64,7 @@ type Server struct {
 	keys    *webhookKeys
 	tokens  *tokenVerifier
 	dpop    *dpopVerifier
+	replay  *replayLog
 	idem    *idempotency
 	metrics *metrics
 	auditor auditWriter
@@ -86,6 +87,7 @@ type Server struct {
 	// Admission before the handlers: see guard.
 	kafkaCfg           kafkaclient.Config
 	controlTopic       string
+	replayTopic        string
 	resolver           addrResolver
 	allow              allowlist
 	limits             rateLimiters
@@ -136,9 +138,6 @@ func New(opts Options) (*Server, error) {
 	if s.tokens, err = newTokenVerifier(opts.Config.SyncAuth, s.now, s.log, reg); err != nil {
 		return nil, err
 	}
-	if s.dpop, err = newDPoPVerifier(opts.Config, s.now, reg); err != nil {
-		return nil, err
-	}
 	if s.idem, err = newIdempotency(opts.Config, reg); err != nil {
 		return nil, err
 	}
@@ -150,6 +149,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.kafkaCfg = opts.Kafka
 	s.controlTopic = opts.Kafka.Topic(schemas.TopicControl)
+	s.replayTopic = opts.Kafka.Topic(schemas.TopicReplay)
 	if s.tlsConfig, err = loadTLS(opts.Config.TLS); err != nil {
 		return nil, err
 	}
@@ -184,6 +184,14 @@ func New(opts Options) (*Server, error) {
 	} else {
 		s.auditClient = s.client
 	}
+	if s.replay, err = newReplayLogFor(s, reg); err != nil {
+		s.closeClients()
+		return nil, err
+	}
+	if s.dpop, err = newDPoPVerifier(opts.Config, s.now, s.replay); err != nil {
+		s.closeClients()
+		return nil, err
+	}
 	s.handler = s.routes()
 
 	if n := s.keys.activeSecrets(s.now()); n == 0 {
@@ -215,10 +223,10 @@ func (s *Server) Addr() string {
 
 // Ready reports whether the server accepts requests and Kafka responded
 // recently: a ping or produce succeeded within three ready_check_interval
-// periods, no produce failed since, and the control topic was read to its
-// end once.
+// periods, no produce failed since, the control topic was read to its
+// end once, and the replay topic follower started.
 func (s *Server) Ready() bool {
-	if !s.serving.Load() || !s.blocksLoaded.Load() {
+	if !s.serving.Load() || !s.blocksLoaded.Load() || !s.replay.isStarted() {
 		return false
 	}
 	ok, failed := s.lastKafkaOK.Load(), s.lastKafkaFailure.Load()
@@ -251,10 +259,11 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves on ln until ctx is cancelled, with TLS when ingest.tls is
-// set. While serving it follows the control topic for blocks. It then
+// set. While serving it follows the control topic for blocks and the
+// replay topic for the DPoP proofs other instances accepted. It then
 // shuts down in this order: stop accepting connections and drain in-flight
 // requests (at most shutdown_timeout), stop the readiness pings and the
-// control topic consumer, flush buffered audit records (at most
+// control and replay topic consumers, flush buffered audit records (at most
 // audit_flush_timeout), and close the Kafka client if New created it. It
 // returns nil on a clean stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -273,6 +282,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.closeClients()
 		_ = ln.Close()
 		return fmt.Errorf("ingest: control topic consumer: %w", err)
+	}
+	stopReplay, err := s.followReplay()
+	if err != nil {
+		control.Close()
+		s.closeClients()
+		_ = ln.Close()
+		return err
 	}
 	s.addrMu.Lock()
 	s.addr = ln.Addr().String()
@@ -327,13 +343,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serveErr == nil {
 		serveErr = <-served
 	}
-	// 2. Stop the readiness pings and the control topic consumer.
+	// 2. Stop the readiness pings and the control and replay topic
+	// consumers.
 	stopPings()
 	<-pingsDone
 	<-jwksDone
 	stopControl()
 	<-controlDone
 	control.Close()
+	stopReplay()
 	// 3. Flush the audit records of the drained requests.
 	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.AuditFlushTimeout)
 	if err := s.auditClient.Flush(flushCtx); err != nil {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -93,6 +94,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	var produceErr error
 	if len(recs) > 0 {
 		errs := s.produceAll(r.Context(), recs)
+		stored := make([]cacheKey, 0, len(recs))
 		for i, err := range errs {
 			res := &resp.Results[recIndex[i]]
 			if err != nil {
@@ -101,8 +103,11 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 				produceErr = err
 				continue
 			}
-			s.idem.remember(device, res.EventID, x.requestID, x.start)
+			k := keyOf(device, res.EventID)
+			s.idem.remember(k, x.requestID, x.start)
+			stored = append(stored, k)
 		}
+		s.replay.publishAccepted(x.requestID, stored, x.start)
 	}
 
 	firstRejection := ""
@@ -207,7 +212,10 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 			s.failToken(x, schemeDPoP, schemas.ReasonInvalidDPoPProof)
 			return nil, "", false
 		}
-		if err := s.dpop.verify(proofs[0], r.Method, r.URL.EscapedPath(), token, claims.Cnf.JKT); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout)
+		err := s.dpop.verify(ctx, proofs[0], r.Method, r.URL.EscapedPath(), token, claims.Cnf.JKT)
+		cancel()
+		if err != nil {
 			x.detail = clip(err.cause)
 			if err.code == schemas.ReasonUnavailable {
 				s.fail(x, err.code, "the server cannot check DPoP proofs now; retry later")

@@ -34,16 +34,26 @@ const (
 	// takes over a raw partition reads the markers back to rebuild its
 	// deduplication state, so redeliveries stay dropped across restarts.
 	TopicDedupe = "dedupe"
+	// TopicReplay carries the claims that ingest instances share to accept
+	// each DPoP proof once: a hashed (jkt, jti) key and the claim time.
+	// Records are deleted after ReplayRetention.
+	TopicReplay = "replay"
 )
 
 // AllTopics lists every topic suffix, for topic creation at start-up.
 var AllTopics = []string{
 	TopicRaw, TopicMessages, TopicStatuses, TopicSync, TopicDLQ,
 	TopicAudit, TopicAlerts, TopicControl, TopicKeys, TopicDedupe,
+	TopicReplay,
 }
 
 // CompactedTopics lists the suffixes that use cleanup.policy=compact.
 var CompactedTopics = map[string]bool{TopicControl: true, TopicKeys: true, TopicDedupe: true}
+
+// ReplayRetention is retention.ms of the replay topic. It must exceed the
+// life of a claim (twice dpop_max_age, at most 20 minutes) plus the clock
+// skew between instances.
+const ReplayRetention = "3600000"
 
 // Topic returns the full name of the topic with the given suffix.
 func Topic(prefix, suffix string) string { return prefix + suffix }

@@ -146,7 +146,8 @@ func (c Config) NewClient(extra ...kgo.Opt) (*kgo.Client, error) {
 }
 
 // EnsureTopics creates every pipeline topic that does not exist yet.
-// Compacted topics get cleanup.policy=compact.
+// Compacted topics get cleanup.policy=compact, and the replay topic keeps
+// its records for schemas.ReplayRetention.
 func (c Config) EnsureTopics(ctx context.Context) error {
 	cl, err := c.NewClient()
 	if err != nil {
@@ -160,6 +161,10 @@ func (c Config) EnsureTopics(ctx context.Context) error {
 		if schemas.CompactedTopics[suffix] {
 			compact := "compact"
 			configs = map[string]*string{"cleanup.policy": &compact}
+		}
+		if suffix == schemas.TopicReplay {
+			retention := schemas.ReplayRetention
+			configs = map[string]*string{"retention.ms": &retention}
 		}
 		resp, err := adm.CreateTopic(ctx, c.Partitions, c.ReplicationFactor, configs, c.Topic(suffix))
 		if err == nil {

@@ -364,7 +364,7 @@ func (s *Server) followReplay() (func(), error) {
 // ends.
 //
 // The end offsets are listed first. Listing by time alone is not enough:
-// for a partition with no record after from, kadm asks for the end offset
+// for a partition with no record after from, kadm lists the end offset
 // in a second request, and a claim written in between would then lie
 // before the start. Taking the lower of the two closes that gap.
 func (l *replayLog) startOffsets(ctx context.Context, adm *kadm.Client, from time.Time, warn func(error)) (map[string]map[int32]kgo.Offset, bool) {

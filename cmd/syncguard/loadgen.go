@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -32,6 +34,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	devices := fset.Int("devices", 4, "sync devices to send as")
 	seed := fset.Int64("seed", time.Now().UnixNano(), "seed of the generated traffic; the same seed repeats message ids")
 	source := fset.String("source-addr", "", "loopback address to send from, such as 127.0.0.2")
+	reportJSON := fset.String("report-json", "", "also write the final report as JSON to this file")
 	if err := fset.Parse(args); err != nil {
 		return errUsage
 	}
@@ -74,7 +77,56 @@ func loadgenCommand(ctx context.Context, args []string) error {
 
 	report, err := loadgen.Run(ctx, cfg)
 	printLoadReport(report)
+	if *reportJSON != "" {
+		if werr := writeReportJSON(*reportJSON, report); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 	return err
+}
+
+// loadReportJSON is the part of a loadgen.Report that --report-json
+// writes: the counts another process needs, without the histogram.
+type loadReportJSON struct {
+	Sent           int64           `json:"sent"`
+	Missed         int64           `json:"missed"`
+	Errors         int64           `json:"errors"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+	Rate           float64         `json:"rate"`
+	ByStatus       map[int]int64   `json:"by_status"`
+	P99Seconds     float64         `json:"p99_seconds"`
+}
+
+func writeReportJSON(path string, r loadgen.Report) error {
+	b, err := json.Marshal(loadReportJSON{
+		Sent: r.Sent, Missed: r.Missed, Errors: r.Errors,
+		ElapsedSeconds: r.Elapsed.Seconds(), Rate: r.Rate, ByStatus: r.ByStatus,
+		P99Seconds: r.Latency.P99.Seconds(),
+	})
+	if err != nil {
+		return fmt.Errorf("--report-json: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("--report-json: %w", err)
+	}
+	return nil
+}
+
+// readReportJSON reads a report that writeReportJSON wrote.
+func readReportJSON(path string) (loadgen.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return loadgen.Report{}, err
+	}
+	var j loadReportJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return loadgen.Report{}, fmt.Errorf("read load report %s: %w", path, err)
+	}
+	return loadgen.Report{
+		Sent: j.Sent, Missed: j.Missed, Errors: j.Errors,
+		Elapsed: time.Duration(j.ElapsedSeconds * float64(time.Second)), Rate: j.Rate, ByStatus: j.ByStatus,
+		Latency: loadgen.LatencySummary{P99: time.Duration(j.P99Seconds * float64(time.Second))},
+	}, nil
 }
 
 // parseMix reads "webhook=75,sync=20".

@@ -48,8 +48,10 @@ fuzz:
 bench: build services-start
 	eval "$$(bash $(SERVICES) env)" && $(BIN) bench
 
+# lint runs golangci-lint with .golangci.yml. scripts/tools.sh installs the
+# pinned version into ~/.cache/syncguard/bin first when it is missing.
 lint:
-	golangci-lint run ./...
+	linter=$$(GO=$(GO) bash scripts/tools.sh golangci-lint) && "$$linter" run ./...
 
 clean:
 	rm -rf bin

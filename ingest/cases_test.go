@@ -98,8 +98,8 @@ func TestWhatsAppCases(t *testing.T) {
 func checkCaseStatus(t *testing.T, expect string, status int, body string) {
 	t.Helper()
 	want, wantBody, hasBody := strings.Cut(expect, " body=")
-	switch {
-	case want == "4xx":
+	switch want {
+	case "4xx":
 		if status < 400 || status > 499 {
 			t.Errorf("status = %d, want 4xx; body %s", status, body)
 		}

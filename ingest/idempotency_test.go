@@ -269,7 +269,8 @@ func TestKeyOfSeparatesParts(t *testing.T) {
 	if keyOf("ab", "c") == keyOf("a", "bc") {
 		t.Fatal("keyOf does not separate its parts")
 	}
-	if keyOf("a", "b") != keyOf("a", "b") {
+	first, second := keyOf("a", "b"), keyOf("a", "b")
+	if first != second {
 		t.Fatal("keyOf is not deterministic")
 	}
 }

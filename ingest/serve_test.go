@@ -190,7 +190,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 		return false
 	})
 
-	if _, err := io.WriteString(conn, string(body[len(body)/2:])); err != nil {
+	if _, err := conn.Write(body[len(body)/2:]); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)

@@ -429,18 +429,6 @@ func (c *collector) audits(match func(schemas.AuditEvent) bool) []schemas.AuditE
 	return out
 }
 
-// auditCountLocked counts audit events that match; the caller holds mu.
-func (c *collector) auditCountLocked(match func(schemas.AuditEvent) bool) int {
-	n := 0
-	for _, r := range c.records[schemas.TopicAudit] {
-		var ev schemas.AuditEvent
-		if stdjson.Unmarshal(r.Value, &ev) == nil && match(ev) {
-			n++
-		}
-	}
-	return n
-}
-
 func decodeJSONRecord[T any](t *testing.T, r *kgo.Record) T {
 	t.Helper()
 	var v T

@@ -98,7 +98,9 @@ func insertCheckpoints(ctx context.Context, conn driver.Conn, database string, c
 	if err != nil {
 		return &InsertError{Table: "audit_checkpoints", Rows: len(cps), Err: err}
 	}
-	defer batch.Close()
+	// Close does nothing after Send. On an early return it ends the INSERT
+	// without the buffered rows, and the function returns the Append error.
+	defer func() { _ = batch.Close() }()
 	for _, c := range cps {
 		if err := batch.Append(c.Partition, c.Offset, c.Hash, time.Unix(int64(c.SignedAt), 0).UTC(), c.Signature, c.KeyID); err != nil {
 			return &InsertError{Table: "audit_checkpoints", Rows: len(cps), Err: err}

@@ -12,7 +12,9 @@ import (
 // OpenClickHouse connects to ClickHouse over the native protocol and pings
 // it. The session uses the user's default database, not cfg.Database,
 // because cfg.Database may not exist before the migrations run. Every
-// statement of this package names its database instead.
+// statement of this package names its database instead. Closing the
+// returned Conn only closes its pooled network connections, so a caller
+// whose statements have finished loses nothing when Close fails.
 func OpenClickHouse(ctx context.Context, cfg ClickHouseConfig) (driver.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -37,7 +39,7 @@ func OpenClickHouse(ctx context.Context, cfg ClickHouseConfig) (driver.Conn, err
 		return nil, fmt.Errorf("open clickhouse %s: %w", cfg.Addr, err)
 	}
 	if err := conn.Ping(ctx); err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %s: %w", cfg.Addr, err)
 	}
 	return conn, nil

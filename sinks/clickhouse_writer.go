@@ -151,7 +151,11 @@ func (w *Writer) Run(ctx context.Context) error {
 		return nil // ctx ended before ClickHouse accepted a connection
 	}
 	w.conn = conn
-	defer conn.Close()
+	defer func() {
+		if err := conn.Close(); err != nil {
+			w.logger.Warn("closing the clickhouse connection failed", "addr", w.cfg.ClickHouse.Addr, "error", err)
+		}
+	}()
 
 	topics := make([]string, 0, len(w.suffixes))
 	for topic := range w.suffixes {
@@ -211,7 +215,7 @@ func (w *Writer) connect(ctx context.Context) (driver.Conn, error) {
 		}
 		if werr := b.wait(ctx); werr != nil {
 			if conn != nil {
-				conn.Close()
+				_ = conn.Close()
 			}
 			return nil, werr
 		}
@@ -464,7 +468,9 @@ func insertRows(ctx context.Context, conn driver.Conn, database string, tr *tabl
 	if err != nil {
 		return &InsertError{Table: tr.table.name, Rows: len(tr.rows), Err: err}
 	}
-	defer batch.Close()
+	// Close does nothing after Send. On an early return it ends the INSERT
+	// without the buffered rows, and the function returns the Append error.
+	defer func() { _ = batch.Close() }()
 
 	for _, r := range tr.rows {
 		if err := batch.Append(r.values...); err != nil {

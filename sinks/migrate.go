@@ -85,7 +85,7 @@ func appliedMigrations(ctx context.Context, conn driver.Conn, database string) (
 	if err != nil {
 		return nil, fmt.Errorf("read %s.schema_migrations: %w", database, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 
 	applied := make(map[uint32]bool)
 	for rows.Next() {
@@ -106,7 +106,9 @@ func recordMigration(ctx context.Context, conn driver.Conn, database string, m s
 	if err != nil {
 		return fmt.Errorf("record migration %d: %w", m.Version, err)
 	}
-	defer batch.Close()
+	// Close does nothing after Send. On an early return it ends the INSERT
+	// without the buffered rows, and the function returns the Append error.
+	defer func() { _ = batch.Close() }()
 
 	if err := batch.Append(m.Version, m.Name, time.Now().UTC()); err != nil {
 		return fmt.Errorf("record migration %d: %w", m.Version, err)

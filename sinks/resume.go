@@ -113,7 +113,7 @@ func listStored(ctx context.Context, conn driver.Conn, database string, t *table
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	stored := make(map[int64]string)
 	for rows.Next() {
 		var (
@@ -142,7 +142,7 @@ func chainTip(ctx context.Context, conn driver.Conn, database string, partition 
 	if err != nil {
 		return "", 0, fmt.Errorf("read audit chain tip of partition %d: %w", partition, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	tip, offset := GenesisHash, int64(-1)
 	if rows.Next() {
 		if err := rows.Scan(&tip, &offset); err != nil {
@@ -171,13 +171,13 @@ func storedOffsets(ctx context.Context, conn driver.Conn, database string, tr *t
 		for rows.Next() {
 			var offset int64
 			if err := rows.Scan(&offset); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return nil, fmt.Errorf("read stored offsets of %s partition %d: %w", tp.topic, tp.partition, err)
 			}
 			set[offset] = true
 		}
 		err = rows.Err()
-		rows.Close()
+		_ = rows.Close()
 		if err != nil {
 			return nil, fmt.Errorf("read stored offsets of %s partition %d: %w", tp.topic, tp.partition, err)
 		}

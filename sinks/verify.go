@@ -270,7 +270,7 @@ func distinctPartitions(ctx context.Context, conn driver.Conn, table string, see
 	if err != nil {
 		return fmt.Errorf("list partitions of %s: %w", table, err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var p int32
 		if err := rows.Scan(&p); err != nil {
@@ -487,7 +487,7 @@ func loadCheckpoints(ctx context.Context, conn driver.Conn, v *chainVerifier, qu
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var cp checkpoint
 		if err := scanCheckpoint(rows, &cp); err != nil {
@@ -503,7 +503,7 @@ func verifyPage(ctx context.Context, conn driver.Conn, v *chainVerifier, query s
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var r auditRow
 	for rows.Next() {
 		if err := scanAuditRow(rows, &r); err != nil {

@@ -33,7 +33,7 @@ func migrateCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if err := sinks.Migrate(ctx, conn, cfg.Sink.ClickHouse.Database, newLogger(cfg)); err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func auditCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 
 	report, err := sinks.VerifyAudit(ctx, conn, cfg.Sink.ClickHouse.Database, sinks.VerifyOptions{
 		Verifier:         verifier,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ import (
 // the highest sustained webhook rate against ingest and against a
 // do-nothing HTTP server under the same load generator, then ack and
 // end-to-end latency at half of ingest's highest rate.
-func benchCommand(ctx context.Context, args []string) error {
+func benchCommand(ctx context.Context, args []string) (err error) {
 	fset := flag.NewFlagSet("bench", flag.ContinueOnError)
 	brokers := fset.String("brokers", envOr("SYNCGUARD_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
 	clickhouse := fset.String("clickhouse", envOr("SYNCGUARD_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native-protocol address")
@@ -39,15 +40,11 @@ func benchCommand(ctx context.Context, args []string) error {
 		return errUsage
 	}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
+		stopProfile, profileErr := startCPUProfile(*cpuProfile)
+		if profileErr != nil {
+			return profileErr
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer func() { err = errors.Join(err, stopProfile()) }()
 	}
 	if flood.enabled {
 		return flood.run(ctx, strings.Split(*brokers, ","), *clickhouse, *duration, *concurrency, *dir)
@@ -71,7 +68,7 @@ func benchCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("create log: %w", err)
 	}
-	defer logFile.Close()
+	defer closeLogFile(logFile)
 	p, err := newPipeline(ctx, ws.cfg, allTargets, telemetry.NewLogger(ws.cfg.Telemetry, logFile))
 	if err != nil {
 		return err
@@ -81,7 +78,9 @@ func benchCommand(ctx context.Context, args []string) error {
 	go func() { pipelineDone <- p.run(runCtx) }()
 	defer func() {
 		stopPipeline()
-		<-pipelineDone
+		if err := <-pipelineDone; err != nil {
+			say("pipeline stopped with an error (log: %s): %v", logPath, err)
+		}
 	}()
 	if err := waitReady(ctx, p, 60*time.Second); err != nil {
 		return fmt.Errorf("%w (log: %s)", err, logPath)
@@ -154,6 +153,27 @@ func benchCommand(ctx context.Context, args []string) error {
 	return nil
 }
 
+// startCPUProfile starts a CPU profile of the process that is written to
+// path. The returned function stops it and closes the file. Its error means
+// that the profile is incomplete.
+func startCPUProfile(path string) (func() error, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: close %s: %w", path, err)
+		}
+		return nil
+	}, nil
+}
+
 // startNoopServer runs an HTTP server that reads each body and responds 200,
 // the baseline that ingest's throughput is compared with.
 func startNoopServer() (string, func(), error) {
@@ -218,7 +238,7 @@ func (w *rowWatcher) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	query := "SELECT message_id FROM " + w.database + ".messages WHERE inserted_at >= toDateTime(?) AND reinterpretAsUInt8(substring(MD5(message_id), 1, 1)) < 16"
 	since := time.Now().Add(-2 * time.Second)
 	for {
@@ -245,7 +265,14 @@ func (w *rowWatcher) run(ctx context.Context) error {
 			}
 		}
 		w.mu.Unlock()
-		rows.Close()
+		err = rows.Err()
+		_ = rows.Close()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch messages: %w", err)
+		}
 		// inserted_at has whole seconds, so look back one second more than
 		// the last poll.
 		since = now.Add(-time.Second)

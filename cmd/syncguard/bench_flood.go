@@ -190,7 +190,7 @@ func startBenchPipeline(ctx context.Context, dir, name string, brokers []string,
 	}
 	p, err := newPipeline(ctx, ws.cfg, allTargets, telemetry.NewLogger(ws.cfg.Telemetry, logFile))
 	if err != nil {
-		logFile.Close()
+		closeLogFile(logFile)
 		return nil, err
 	}
 
@@ -206,7 +206,7 @@ func startBenchPipeline(ctx context.Context, dir, name string, brokers []string,
 			if err := <-done; err != nil {
 				say("pipeline %s stopped with an error (log: %s): %v", name, logPath, err)
 			}
-			logFile.Close()
+			closeLogFile(logFile)
 			ws.deleteTopics()
 		})
 	}
@@ -513,7 +513,7 @@ func readRSS() (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read RSS: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return parseVMRSS(f)
 }
 

@@ -81,8 +81,8 @@ func runBlock(ctx context.Context, args []string, out io.Writer) error {
 		if !rec.Active {
 			verb = "lifted the block of"
 		}
-		fmt.Fprintf(out, "%s %s %s (acknowledged by Kafka)\n", verb, rec.Kind, rec.Value)
-		return nil
+		_, err = fmt.Fprintf(out, "%s %s %s (acknowledged by Kafka)\n", verb, rec.Kind, rec.Value)
+		return err
 	case "list":
 		recs, err := ingest.ListControl(ctx, cfg.Kafka, time.Now())
 		if err != nil {
@@ -125,13 +125,17 @@ func blockRecord(sub, kind, value, reason, actor string, ttl time.Duration, now 
 
 func printBlocks(out io.Writer, recs []schemas.ControlRecord) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tVALUE\tEXPIRES\tACTOR\tCREATED\tREASON")
+	if _, err := fmt.Fprintln(w, "KIND\tVALUE\tEXPIRES\tACTOR\tCREATED\tREASON"); err != nil {
+		return err
+	}
 	for _, r := range recs {
 		expires := "never"
 		if !r.ExpiresAt.IsZero() {
 			expires = r.ExpiresAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Value, expires, r.Actor, r.CreatedAt.UTC().Format(time.RFC3339), r.Reason)
+		if _, err := fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Value, expires, r.Actor, r.CreatedAt.UTC().Format(time.RFC3339), r.Reason); err != nil {
+			return err
+		}
 	}
 	return w.Flush()
 }

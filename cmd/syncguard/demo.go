@@ -80,7 +80,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("create log: %w", err)
 	}
-	defer logFile.Close()
+	defer closeLogFile(logFile)
 	logger := telemetry.NewLogger(ws.cfg.Telemetry, logFile)
 	if err := ws.cfg.validate(allTargets); err != nil {
 		return fmt.Errorf("BUG: demo configuration invalid: %w", err)
@@ -94,7 +94,9 @@ func demoCommand(ctx context.Context, args []string) error {
 	go func() { pipelineDone <- p.run(runCtx) }()
 	defer func() {
 		stopPipeline()
-		<-pipelineDone
+		if err := <-pipelineDone; err != nil {
+			say("pipeline stopped with an error (log: %s): %v", logPath, err)
+		}
 	}()
 	if err := waitReady(ctx, p, 60*time.Second); err != nil {
 		return fmt.Errorf("%w (log: %s)", err, logPath)
@@ -186,3 +188,12 @@ func say(format string, args ...any) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// closeLogFile closes the pipeline log of demo and bench. It prints a
+// failure instead of returning it, because the command's result does not
+// depend on the log.
+func closeLogFile(f *os.File) {
+	if err := f.Close(); err != nil {
+		say("closing the log %s failed, so it may be incomplete: %v", f.Name(), err)
+	}
+}

@@ -40,7 +40,7 @@ func (m *demoMonitor) connect(ctx context.Context) (driver.Conn, error) {
 
 func (m *demoMonitor) close() {
 	if m.conn != nil {
-		m.conn.Close()
+		_ = m.conn.Close()
 	}
 }
 
@@ -109,21 +109,18 @@ func (m *demoMonitor) report(ctx context.Context, reports []loadgen.Report, clic
 	fmt.Println("=====================")
 	fmt.Printf("requests sent: %d, acknowledged (2xx): %d\n\n", sent, ok)
 
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ingest outcome\treason\trequests")
-	if err := m.rows(ctx, tw, "SELECT outcome, reason, toString(count()) FROM {db}.audit_log WHERE stage = 'ingest' GROUP BY outcome, reason ORDER BY outcome, count() DESC"); err != nil {
+	if err := m.printTable(ctx, "ingest outcome\treason\trequests",
+		"SELECT outcome, reason, toString(count()) FROM {db}.audit_log WHERE stage = 'ingest' GROUP BY outcome, reason ORDER BY outcome, count() DESC"); err != nil {
 		return err
 	}
-	tw.Flush()
 	fmt.Println()
 
-	fmt.Fprintln(tw, "stored\tkind\tencrypted by\trows")
-	if err := m.rows(ctx, tw, "SELECT 'messages', kind, if(client_encrypted = 1, 'client (end to end)', 'syncguard (AES-256-GCM)'), toString(count()) FROM {db}.messages FINAL GROUP BY kind, client_encrypted ORDER BY kind"); err != nil {
+	if err := m.printTable(ctx, "stored\tkind\tencrypted by\trows",
+		"SELECT 'messages', kind, if(client_encrypted = 1, 'client (end to end)', 'syncguard (AES-256-GCM)'), toString(count()) FROM {db}.messages FINAL GROUP BY kind, client_encrypted ORDER BY kind",
+		fmt.Sprintf("statuses\twhatsapp\t-\t%d", m.count(ctx, "SELECT count() FROM {db}.statuses")),
+		fmt.Sprintf("duplicates dropped\t\t\t%d", m.count(ctx, "SELECT count() FROM {db}.audit_log WHERE stage = 'processor' AND outcome = 'duplicate'"))); err != nil {
 		return err
 	}
-	fmt.Fprintf(tw, "statuses\twhatsapp\t-\t%d\n", m.count(ctx, "SELECT count() FROM {db}.statuses"))
-	fmt.Fprintf(tw, "duplicates dropped\t\t\t%d\n", m.count(ctx, "SELECT count() FROM {db}.audit_log WHERE stage = 'processor' AND outcome = 'duplicate'"))
-	tw.Flush()
 	fmt.Println()
 
 	chain, err := sinks.VerifyChain(ctx, conn, m.database)
@@ -136,11 +133,10 @@ func (m *demoMonitor) report(ctx context.Context, reports []loadgen.Report, clic
 	}
 	fmt.Printf("audit rows: %d in %d hash-chained partitions, chain %s\n\n", chain.Rows, len(chain.Partitions), verdict)
 
-	fmt.Fprintln(tw, "alert rule\tkey\tseverity\tcount when raised\tthreshold")
-	if err := m.rows(ctx, tw, "SELECT rule, key, severity, toString(count), toString(threshold) FROM {db}.alerts ORDER BY raised_at"); err != nil {
+	if err := m.printTable(ctx, "alert rule\tkey\tseverity\tcount when raised\tthreshold",
+		"SELECT rule, key, severity, toString(count), toString(threshold) FROM {db}.alerts ORDER BY raised_at"); err != nil {
 		return err
 	}
-	tw.Flush()
 
 	fmt.Printf(`
 Look further with clickhouse-client --port %s --database %s:
@@ -152,6 +148,25 @@ Look further with clickhouse-client --port %s --database %s:
 	return nil
 }
 
+// printTable prints an aligned table to standard output: the header, the
+// rows of query and then the extra lines. The header and the extra lines
+// separate their columns with tabs.
+func (m *demoMonitor) printTable(ctx context.Context, header, query string, extra ...string) error {
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	if _, err := fmt.Fprintln(tw, header); err != nil {
+		return err
+	}
+	if err := m.rows(ctx, tw, query); err != nil {
+		return err
+	}
+	for _, line := range extra {
+		if _, err := fmt.Fprintln(tw, line); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
 // rows prints the rows of a query whose columns are all strings, tab
 // separated.
 func (m *demoMonitor) rows(ctx context.Context, w *tabwriter.Writer, query string) error {
@@ -159,7 +174,7 @@ func (m *demoMonitor) rows(ctx context.Context, w *tabwriter.Writer, query strin
 	if err != nil {
 		return fmt.Errorf("report query: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	n := len(rows.Columns())
 	for rows.Next() {
 		vals := make([]string, n)
@@ -170,7 +185,9 @@ func (m *demoMonitor) rows(ctx context.Context, w *tabwriter.Writer, query strin
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
 		}
-		fmt.Fprintln(w, strings.Join(vals, "\t"))
+		if _, err := fmt.Fprintln(w, strings.Join(vals, "\t")); err != nil {
+			return err
+		}
 	}
 	return rows.Err()
 }

@@ -264,7 +264,11 @@ func (p *pipeline) createTopicsLater(ctx context.Context, kcfg kafkaclient.Confi
 // close releases what newPipeline opened outside the components.
 func (p *pipeline) close() {
 	if p.opsLn != nil {
-		p.opsLn.Close()
+		// After run the listener is already closed, because the http.Server
+		// in telemetry.Serve closes it when it stops.
+		if err := p.opsLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			p.logger.Warn("closing the operator endpoint listener failed", "addr", p.opsLn.Addr().String(), "err", err)
+		}
 	}
 	if p.cluster != nil {
 		p.cluster.Close()

@@ -88,7 +88,7 @@ func (w *workspace) resetDatabase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to ClickHouse at %s (start it with scripts/services.sh start): %w", w.cfg.Sink.ClickHouse.Addr, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+w.cfg.Sink.ClickHouse.Database); err != nil {
 		return fmt.Errorf("drop database %s: %w", w.cfg.Sink.ClickHouse.Database, err)
 	}

@@ -41,11 +41,12 @@ func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
 
 // Format implements fmt.Formatter, so that %v, %s, %q and %x all redact.
 func (s Secret) Format(f fmt.State, verb rune) {
+	// Format cannot return an error, so a failed write is dropped.
 	switch verb {
 	case 'q':
-		fmt.Fprintf(f, "%q", s.String())
+		_, _ = fmt.Fprintf(f, "%q", s.String())
 	default:
-		fmt.Fprint(f, s.String())
+		_, _ = fmt.Fprint(f, s.String())
 	}
 }
 

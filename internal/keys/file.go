@@ -49,7 +49,7 @@ func Load(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load keyring: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 
 	// Stat the open file, not the path, so that the mode checked is the
 	// mode of the bytes read.
@@ -155,7 +155,7 @@ func decodeStrict(b []byte, v any) error {
 // Save writes the keyring to path with mode 0600. It writes a temporary file
 // in the same directory, syncs it and renames it over path, so that a crash
 // leaves either the old or the new keyring, never a partial one.
-func (k *Keyring) Save(path string) error {
+func (k *Keyring) Save(path string) (err error) {
 	b, err := json.MarshalIndent(k.toFile(), "", "  ")
 	if err != nil {
 		return fmt.Errorf("save keyring: %w", err)
@@ -169,9 +169,13 @@ func (k *Keyring) Save(path string) error {
 	}
 	committed := false
 	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
+		if committed {
+			return
+		}
+		// tmp is already closed if the rename failed, so Close may fail here.
+		_ = tmp.Close()
+		if removeErr := os.Remove(tmp.Name()); removeErr != nil {
+			err = errors.Join(err, fmt.Errorf("save keyring: delete the temporary file by hand, because it may contain the keys: %w", removeErr))
 		}
 	}()
 
@@ -195,7 +199,7 @@ func (k *Keyring) Save(path string) error {
 	// Sync the directory so that the rename itself survives a crash.
 	if d, err := os.Open(dir); err == nil {
 		syncErr := d.Sync()
-		d.Close()
+		_ = d.Close()
 		if syncErr != nil {
 			return fmt.Errorf("save keyring: sync directory %s: %w", dir, syncErr)
 		}

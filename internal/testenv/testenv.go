@@ -54,7 +54,7 @@ func need(t testing.TB, env, name string) string {
 		missing(t, "%s at %s does not answer (%v): start it with scripts/services.sh start", name, first, err)
 		return ""
 	}
-	conn.Close()
+	_ = conn.Close()
 	return addr
 }
 

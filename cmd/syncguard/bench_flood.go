@@ -310,7 +310,8 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 	}
 	reportPath := filepath.Join(filepath.Dir(b.logPath), "flood-report.json")
 	_ = os.Remove(reportPath)
-	args := []string{"-n", strconv.Itoa(b.floodNice), exe, "loadgen",
+	args := []string{
+		"-n", strconv.Itoa(b.floodNice), exe, "loadgen",
 		"--target", flood.Target,
 		"--rate", strconv.FormatFloat(flood.Rate, 'f', -1, 64),
 		"--duration", flood.Duration.String(),

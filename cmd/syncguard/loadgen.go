@@ -88,13 +88,13 @@ func loadgenCommand(ctx context.Context, args []string) error {
 // loadReportJSON is the part of a loadgen.Report that --report-json
 // writes: the counts another process needs, without the histogram.
 type loadReportJSON struct {
-	Sent           int64           `json:"sent"`
-	Missed         int64           `json:"missed"`
-	Errors         int64           `json:"errors"`
-	ElapsedSeconds float64         `json:"elapsed_seconds"`
-	Rate           float64         `json:"rate"`
-	ByStatus       map[int]int64   `json:"by_status"`
-	P99Seconds     float64         `json:"p99_seconds"`
+	Sent           int64         `json:"sent"`
+	Missed         int64         `json:"missed"`
+	Errors         int64         `json:"errors"`
+	ElapsedSeconds float64       `json:"elapsed_seconds"`
+	Rate           float64       `json:"rate"`
+	ByStatus       map[int]int64 `json:"by_status"`
+	P99Seconds     float64       `json:"p99_seconds"`
 }
 
 func writeReportJSON(path string, r loadgen.Report) error {

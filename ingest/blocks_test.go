@@ -180,10 +180,18 @@ func TestBlocksEnforced(t *testing.T) {
 	req.RemoteAddr = "198.51.100.1:1000"
 	wantProblem(t, h.do(req), http.StatusForbidden, schemas.ReasonBlocked)
 
+	// Without a valid token, a blocked device gets the same 401 as any
+	// other, so a prober cannot learn which devices are blocked.
+	for _, token := range []string{"", "not.a.token"} {
+		probe := h.syncRequest("application/json", []byte(`[`+h.event("e3")+`]`), token)
+		probe.RemoteAddr = "198.51.100.2:1000"
+		wantProblem(t, h.do(probe), http.StatusUnauthorized, schemas.ReasonInvalidToken)
+	}
+
 	// Audit records are keyed by source, so their order across
 	// partitions is not the request order.
 	found := false
-	for _, ev := range h.auditEvents(4) {
+	for _, ev := range h.auditEvents(6) {
 		if ev.Route == routeSync && ev.Reason == schemas.ReasonBlocked {
 			found = true
 			if ev.Device != testDevice || ev.Source != "198.51.100.1" {

@@ -300,10 +300,13 @@ func truncate(s string, n int) string {
 	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
-// keyPartitioner computes the partition that a keyed record gets from
+// keyPlacement computes the partition that a keyed record gets from
 // ingest's producer: franz-go hashes keys with Kafka's murmur2, whichever
-// of its partitioners ingest uses.
-var keyPartitioner = kgo.StickyKeyPartitioner(nil)
+// of its partitioners ingest uses. It is made once because ForTopic seeds a
+// new random source each time. For keyed records its Partition only
+// hashes the key, so it is safe for concurrent use (franz-go v1.22.3,
+// stickyKeyTopicPartitioner).
+var keyPlacement = kgo.StickyKeyPartitioner(nil).ForTopic("")
 
 // checkPlacement returns the reason a raw record is not where ingest would
 // have written it, or "". Deduplication is per raw partition, so a genuine
@@ -320,7 +323,7 @@ func (p *Processor) checkPlacement(r *kgo.Record) string {
 	if len(r.Key) == 0 {
 		return "record has no key"
 	}
-	if want := keyPartitioner.ForTopic(r.Topic).Partition(&kgo.Record{Key: r.Key}, n); int32(want) != r.Partition {
+	if want := keyPlacement.Partition(r, n); int32(want) != r.Partition {
 		return fmt.Sprintf("record is in partition %d, but its key maps to partition %d", r.Partition, want)
 	}
 	return ""

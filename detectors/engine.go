@@ -57,6 +57,11 @@ type Engine struct {
 	contain *containment
 	metrics *metrics
 	ready   atomic.Bool
+
+	// assigned is the set of audit partitions this engine consumes, for
+	// the warm-up after an aborted transaction.
+	assignedMu sync.Mutex
+	assigned   map[int32]bool
 }
 
 // New validates the configuration and returns an Engine with empty state.
@@ -88,8 +93,9 @@ func New(opts Options) (*Engine, error) {
 		kafka:   opts.Kafka,
 		log:     log,
 		rules:   newRules(opts.Config, m, opts.Now),
-		contain: contain,
-		metrics: m,
+		contain:  contain,
+		metrics:  m,
+		assigned: make(map[int32]bool),
 	}, nil
 }
 
@@ -155,16 +161,43 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+func (e *Engine) setAssigned(partitions []int32, on bool) {
+	e.assignedMu.Lock()
+	defer e.assignedMu.Unlock()
+	for _, p := range partitions {
+		if on {
+			e.assigned[p] = true
+		} else {
+			delete(e.assigned, p)
+		}
+	}
+}
+
+func (e *Engine) assignedPartitions() []int32 {
+	e.assignedMu.Lock()
+	defer e.assignedMu.Unlock()
+	out := make([]int32, 0, len(e.assigned))
+	for p := range e.assigned {
+		out = append(out, p)
+	}
+	return out
+}
+
 // minTransactionInterval is the shortest time between two detector
 // transactions.
 const minTransactionInterval = 250 * time.Millisecond
 
 func (e *Engine) clientOpts(topic string) []kgo.Opt {
-	track := func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	// Fetching of assigned partitions begins only after track returns, so
+	// the warm-up finishes before their new records are counted.
+	track := func(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 		e.rules.TrackPartitions(assigned[topic])
+		e.setAssigned(assigned[topic], true)
+		e.warmUp(ctx, assigned[topic])
 	}
 	forget := func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 		e.rules.ForgetPartitions(revoked[topic])
+		e.setAssigned(revoked[topic], false)
 	}
 	opts := append(e.kafka.BaseOpts(), e.kafka.TransactOpts(e.cfg.TransactionalID)...)
 	return append(opts,
@@ -255,6 +288,9 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 	if err != nil {
 		return fmt.Errorf("end detector transaction: %w", err)
 	}
+	// The reset dropped the committed records' counts too; count them
+	// again before the session reads past them.
+	e.warmUp(ctx, e.assignedPartitions())
 	select {
 	case <-ctx.Done():
 	case <-time.After(abortBackoff):
@@ -266,12 +302,6 @@ func (e *Engine) processBatch(ctx context.Context, sess *kgo.GroupTransactSessio
 // its control key, and its contain event, keyed by the blocked value as
 // ingest keys its events by source address. It reports whether a leads to
 // a block.
-//
-// NOTE: a transactional write ends its control partition with a commit
-// marker. Ingest's control reader (ingest/blocks.go) waits for a data
-// record at the end offset minus one, so until it skips markers, an ingest
-// started after such a write stays unready and `syncguard block list`
-// times out.
 func (e *Engine) produceContainment(a schemas.Alert, produce func(topic, key string, v any)) bool {
 	act, ok := e.contain.plan(a)
 	if !ok {

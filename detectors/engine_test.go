@@ -288,7 +288,8 @@ func allCommitted(ends kadm.ListedOffsets, committed kadm.OffsetResponses, topic
 		if c, ok := committed.Lookup(topic, end.Partition); ok && c.Err == nil {
 			at = c.At
 		}
-		if at < end.Offset {
+		// An empty partition has nothing to commit.
+		if end.Offset > 0 && at < end.Offset {
 			done = false
 		}
 		parts = append(parts, fmt.Sprintf("partition %d committed %d of %d", end.Partition, at, end.Offset))
@@ -351,4 +352,62 @@ func readAlerts(t *testing.T, kcfg kafkaclient.Config) []schemas.Alert {
 		})
 	}
 	return alerts
+}
+
+// TestEngineRestartKeepsWindows checks that a restarted engine rebuilds
+// the window in progress from the committed audit records: 15 failed
+// signatures before the restart and 10 after, in one window, cross the
+// threshold of 20.
+func TestEngineRestartKeepsWindows(t *testing.T) {
+	kcfg := kafkaclient.Defaults()
+	kcfg.TopicPrefix = uniquePrefix(t)
+	cluster, kcfg, err := kcfg.StartInProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	runRestartKeepsWindows(t, kcfg)
+}
+
+func TestEngineRestartKeepsWindowsKafka(t *testing.T) {
+	kcfg := kafkaclient.Defaults()
+	kcfg.Brokers = testenv.KafkaBrokers(t)
+	kcfg.TopicPrefix = uniquePrefix(t)
+	testenv.CreateTopics(t, kcfg)
+	runRestartKeepsWindows(t, kcfg)
+}
+
+func runRestartKeepsWindows(t *testing.T, kcfg kafkaclient.Config) {
+	cfg := DefaultConfig()
+	cfg.Group = "detector-" + strings.TrimSuffix(kcfg.TopicPrefix, ".")
+	cfg.TransactionalID = cfg.Group
+	cfg.Containment.Enabled = false
+	const source = "203.0.113.7"
+	// Every event carries the same time, so all fall in one window
+	// wherever the minute boundary lies.
+	at := time.Now().UTC()
+	failures := func(from, n int) []schemas.AuditEvent {
+		evs := make([]schemas.AuditEvent, n)
+		for i := range evs {
+			evs[i] = rejected(schemas.ReasonInvalidSignature, source, "", at)
+			evs[i].ID = fmt.Sprintf("restart-%d", from+i)
+		}
+		return evs
+	}
+
+	produceAudit(t, kcfg, failures(0, 15))
+	runUntilCommitted(t, kcfg, cfg)
+	if alerts := readAlerts(t, kcfg); len(alerts) != 0 {
+		t.Fatalf("%d alerts after 15 failures, want none below the threshold of %d", len(alerts), cfg.Failure.ThresholdSignatureSource)
+	}
+
+	produceAudit(t, kcfg, failures(15, 10))
+	runUntilCommitted(t, kcfg, cfg)
+	alerts := readAlerts(t, kcfg)
+	if len(alerts) != 1 {
+		t.Fatalf("%d alerts after the restart, want 1: %+v", len(alerts), alerts)
+	}
+	if a := alerts[0]; a.Key != source || a.Count != int64(cfg.Failure.ThresholdSignatureSource) {
+		t.Errorf("alert key %q count %d, want %s with count %d", a.Key, a.Count, source, cfg.Failure.ThresholdSignatureSource)
+	}
 }

@@ -89,10 +89,10 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	return &Engine{
-		cfg:     opts.Config,
-		kafka:   opts.Kafka,
-		log:     log,
-		rules:   newRules(opts.Config, m, opts.Now),
+		cfg:      opts.Config,
+		kafka:    opts.Kafka,
+		log:      log,
+		rules:    newRules(opts.Config, m, opts.Now),
 		contain:  contain,
 		metrics:  m,
 		assigned: make(map[int32]bool),

@@ -362,6 +362,9 @@ case ${1:-} in
     env)
         echo "export SYNCGUARD_KAFKA_BROKERS=127.0.0.1:$kafka_port"
         echo "export SYNCGUARD_CLICKHOUSE_ADDR=127.0.0.1:$clickhouse_tcp_port"
+        # The config key of the sink's ClickHouse, for syncguard run,
+        # migrate and audit verify.
+        echo "export SYNCGUARD_SINK_CLICKHOUSE_ADDR=127.0.0.1:$clickhouse_tcp_port"
         ;;
     tools)
         # promtool checks the Prometheus rules in the tests; it comes with

@@ -15,7 +15,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/encoding/json"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
@@ -86,28 +85,7 @@ func testKafka(t testing.TB) kafkaclient.Config {
 	cfg.ClientID = "sinks-test"
 	cfg.Partitions = 2
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := cfg.EnsureTopics(ctx); err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
-	t.Cleanup(func() {
-		cl, err := cfg.NewClient()
-		if err != nil {
-			t.Errorf("delete topics: %v", err)
-			return
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var topics []string
-		for _, s := range SinkTopics {
-			topics = append(topics, cfg.Topic(s))
-		}
-		if _, err := kadm.NewClient(cl).DeleteTopics(ctx, topics...); err != nil {
-			t.Logf("delete topics: %v", err)
-		}
-	})
+	testenv.CreateTopics(t, cfg)
 	return cfg
 }
 

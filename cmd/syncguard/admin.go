@@ -37,7 +37,7 @@ func migrateCommand(ctx context.Context, args []string) error {
 	if err := sinks.Migrate(ctx, conn, cfg.Sink.ClickHouse.Database, newLogger(cfg)); err != nil {
 		return err
 	}
-	fmt.Printf("database %s is up to date at %s\n", cfg.Sink.ClickHouse.Database, cfg.Sink.ClickHouse.Addr)
+	fmt.Printf("database %s at %s has every migration applied\n", cfg.Sink.ClickHouse.Database, cfg.Sink.ClickHouse.Addr)
 	return nil
 }
 
@@ -50,7 +50,7 @@ func keysCommand(_ context.Context, args []string) error {
 	}
 	fset := flag.NewFlagSet("keys "+args[0], flag.ContinueOnError)
 	file := fset.String("file", "keyring.json", "keyring file (written with mode 0600)")
-	force := fset.Bool("force", false, "init: overwrite an existing keyring, which makes all data encrypted under it unreadable")
+	force := fset.Bool("force", false, "init: overwrite an existing keyring, which makes all data encrypted under it unreadable; token-key: replace an existing key")
 	out := fset.String("out", "", "export-public: file to write the public checkpoint keys to (mode 0644; holds no secret); token-key: the JWKS file to write")
 	kid := fset.String("kid", "ed-1", "token-key: key id of the token signing key")
 	if err := fset.Parse(args[1:]); err != nil {
@@ -105,6 +105,9 @@ func keysCommand(_ context.Context, args []string) error {
 		// trying the sync API with `syncguard loadgen --signing-key`.
 		if *out == "" {
 			return fmt.Errorf("keys token-key: --out JWKS_FILE is required")
+		}
+		if _, err := os.Stat(*file); err == nil && !*force {
+			return fmt.Errorf("token key %s already exists; a new key invalidates the tokens signed with it (use --force to replace it)", *file)
 		}
 		signer, jwks, err := loadgen.GenerateSigningKey(*kid)
 		if err != nil {

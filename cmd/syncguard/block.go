@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,6 +41,13 @@ func runBlock(ctx context.Context, args []string, out io.Writer) error {
 		return errUsage
 	}
 	sub := args[0]
+	if sub == "-h" || sub == "-help" || sub == "--help" || sub == "help" {
+		_, err := fmt.Fprintln(out, blockUsage)
+		if err != nil {
+			return err
+		}
+		return flag.ErrHelp
+	}
 	fset := flag.NewFlagSet("block "+sub, flag.ContinueOnError)
 	configPath := fset.String("config", "", "YAML configuration file (uses kafka)")
 	kind := fset.String("kind", "", "what to block: source (IP address or CIDR prefix), device (device id), account (WhatsApp phone_number_id) or token (token jti)")
@@ -49,6 +57,9 @@ func runBlock(ctx context.Context, args []string, out io.Writer) error {
 	actor := fset.String("actor", envOr("USER", "operator"), "who publishes the record")
 	timeout := fset.Duration("timeout", 30*time.Second, "how long to wait for Kafka")
 	if err := fset.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return errUsage
 	}
 	cfg, err := loadConfig(*configPath)
@@ -106,10 +117,20 @@ func blockRecord(sub, kind, value, reason, actor string, ttl time.Duration, now 
 		Kind: k, Value: strings.TrimSpace(value), Active: sub == "add",
 		Reason: reason, Actor: actor, CreatedAt: now,
 	}
+	var missing []string
+	if kind == "" {
+		missing = append(missing, "--kind")
+	}
+	if value == "" {
+		missing = append(missing, "--value")
+	}
+	if sub == "add" && reason == "" {
+		missing = append(missing, "--reason")
+	}
+	if len(missing) > 0 {
+		return rec, fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
 	if sub == "add" {
-		if reason == "" {
-			return rec, fmt.Errorf("--reason is required")
-		}
 		if ttl < 0 {
 			return rec, fmt.Errorf("--ttl must not be negative, got %s", ttl)
 		}

@@ -35,6 +35,8 @@ func TestBlockRecord(t *testing.T) {
 		{"token", "add", "token", "jti-1", "leaked", 0, schemas.ControlRevokeToken, "", true},
 		{"remove needs no reason", "remove", "account", "123", "", 0, schemas.ControlBlockAccount, "", false},
 		{"add needs a reason", "add", "source", "203.0.113.7", "", 0, "", "--reason", false},
+		{"every missing flag named", "add", "", "", "", 0, "", "missing --kind, --value, --reason", false},
+		{"remove needs a value", "remove", "device", "", "", 0, "", "missing --value", false},
 		{"bad address", "add", "source", "example.com", "x", 0, "", "--kind and --value", false},
 		{"unknown kind", "add", "user", "bob", "x", 0, "", "--kind and --value", false},
 		{"negative ttl", "add", "device", "d", "x", -time.Second, "", "--ttl", false},

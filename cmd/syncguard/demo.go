@@ -72,6 +72,9 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err := ws.resetDatabase(ctx); err != nil {
 		return err
 	}
+	// The report reads ClickHouse, so the run's topics on a real broker
+	// are of no further use once it ends.
+	defer ws.deleteTopics()
 
 	// 2. Pipeline: every target in this process, logging to a file so the
 	// terminal shows the demo's progress only.

@@ -28,7 +28,7 @@ func commands() []command {
 	return []command{
 		{"run", "run pipeline components: --target=all|ingest|processor|detector|sink", runCommand},
 		{"migrate", "create or upgrade the ClickHouse tables", migrateCommand},
-		{"keys", "create or rotate the keyring: keys init|rotate --file FILE", keysCommand},
+		{"keys", "manage keys: keys init|rotate|export-public|token-key", keysCommand},
 		{"audit", "check the audit hash chain in ClickHouse: audit verify", auditCommand},
 		{"block", "add, remove or list blocks on the control topic: block add|remove|list", blockCommand},
 		{"loadgen", "send signed webhook and sync traffic to a local ingest", loadgenCommand},

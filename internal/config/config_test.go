@@ -136,3 +136,34 @@ func TestApplyEnvInvalid(t *testing.T) {
 	f("SYNCGUARD_INNER_TIMEOUT", "10")
 	f("SYNCGUARD_RATIO", "half")
 }
+
+func TestDecodeNamesKeyPath(t *testing.T) {
+	type inner struct {
+		Partitions int32         `yaml:"partitions"`
+		Timeout    time.Duration `yaml:"timeout"`
+	}
+	type app struct {
+		Name string `yaml:"name"`
+	}
+	type outer struct {
+		Kafka inner `yaml:"kafka"`
+		Apps  []app `yaml:"apps"`
+	}
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown nested key", "kafka:\n  partitons: 3\n", `kafka.partitons (line 2): unknown key "partitons"`},
+		{"integer as text", "kafka:\n  partitions: three\n", `kafka.partitions (line 2): invalid value "three", want an integer`},
+		{"duration with words", "kafka:\n  timeout: 5 minutes\n", `kafka.timeout (line 2): invalid value "5 minutes", want a duration`},
+		{"unknown key in a list item", "apps:\n  - name: a\n    nmae: b\n", `apps[0].nmae (line 3): unknown key "nmae"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c outer
+			err := Decode([]byte(tt.doc), &c)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Decode error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -111,19 +111,54 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 
 // Run consumes the audit topic until ctx is cancelled. On cancellation it
 // stops fetching, finishes and commits the batch in progress, leaves the
-// group and returns nil. It returns an error when a transaction cannot be
-// ended, because the producer is then unusable.
+// group and returns nil. When a transaction cannot be ended, the session's
+// producer is unusable, so Run replaces the session after a pause.
 func (e *Engine) Run(ctx context.Context) error {
 	txnID := e.kafka.TransactionalID(e.cfg.TransactionalID)
 	topic := e.kafka.Topic(schemas.TopicAudit)
+	e.log.Info("detector starting", "group", e.cfg.Group, "topic", topic, "transactional_id", txnID,
+		"containment", e.cfg.Containment.Enabled, "containment_min_severity", e.cfg.Containment.MinSeverity,
+		"containment_block_ttl", e.cfg.Containment.BlockTTL)
+	defer e.log.Info("detector stopped")
+
+	// A session that fails, for example because Kafka went away while a
+	// transaction ended, is replaced after a pause. The window state is
+	// dropped first, because it may count records whose transaction did
+	// not commit; the new session's assignment warms it up again.
+	backoff := sessionRetryMin
+	for {
+		err := e.runSession(ctx, topic)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		e.contain.abort()
+		e.rules.Reset()
+		e.log.Error("detector session failed; starting a new one", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, sessionRetryMax)
+	}
+}
+
+// Pauses before a failed session is replaced, doubling from the first to
+// the second.
+const (
+	sessionRetryMin = time.Second
+	sessionRetryMax = 30 * time.Second
+)
+
+// runSession consumes the audit topic in one group session until ctx ends
+// (nil) or a transaction cannot be ended (an error, because the session's
+// producer is then unusable).
+func (e *Engine) runSession(ctx context.Context, topic string) error {
 	sess, err := kgo.NewGroupTransactSession(e.clientOpts(topic)...)
 	if err != nil {
 		return fmt.Errorf("create detector kafka client: %w", err)
 	}
 	e.ready.Store(true)
-	e.log.Info("detector started", "group", e.cfg.Group, "topic", topic, "transactional_id", txnID,
-		"containment", e.cfg.Containment.Enabled, "containment_min_severity", e.cfg.Containment.MinSeverity,
-		"containment_block_ttl", e.cfg.Containment.BlockTTL)
 
 	// Shutdown order: the loop stops fetching, the batch in progress is
 	// produced and committed inside processBatch, then Close leaves the
@@ -131,7 +166,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer func() {
 		e.ready.Store(false)
 		sess.Close()
-		e.log.Info("detector stopped")
 	}()
 
 	for {
@@ -159,28 +193,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-}
-
-func (e *Engine) setAssigned(partitions []int32, on bool) {
-	e.assignedMu.Lock()
-	defer e.assignedMu.Unlock()
-	for _, p := range partitions {
-		if on {
-			e.assigned[p] = true
-		} else {
-			delete(e.assigned, p)
-		}
-	}
-}
-
-func (e *Engine) assignedPartitions() []int32 {
-	e.assignedMu.Lock()
-	defer e.assignedMu.Unlock()
-	out := make([]int32, 0, len(e.assigned))
-	for p := range e.assigned {
-		out = append(out, p)
-	}
-	return out
 }
 
 // minTransactionInterval is the shortest time between two detector
@@ -329,4 +341,29 @@ func firstError(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// setAssigned adds partitions to the assigned set, or removes them when on
+// is false.
+func (e *Engine) setAssigned(partitions []int32, on bool) {
+	e.assignedMu.Lock()
+	defer e.assignedMu.Unlock()
+	for _, p := range partitions {
+		if on {
+			e.assigned[p] = true
+		} else {
+			delete(e.assigned, p)
+		}
+	}
+}
+
+// assignedPartitions returns the audit partitions this engine consumes.
+func (e *Engine) assignedPartitions() []int32 {
+	e.assignedMu.Lock()
+	defer e.assignedMu.Unlock()
+	out := make([]int32, 0, len(e.assigned))
+	for p := range e.assigned {
+		out = append(out, p)
+	}
+	return out
 }

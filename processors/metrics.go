@@ -21,6 +21,8 @@ type metrics struct {
 	transactions   *prometheus.CounterVec
 	rebuildSeconds prometheus.Histogram
 	dataKeys       prometheus.Gauge
+	// sessionRestarts counts consumer sessions replaced after a failure.
+	sessionRestarts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -51,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncguard_processor_data_keys",
 			Help: "Subjects whose current data key is cached in memory.",
 		}),
+		sessionRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncguard_processor_session_restarts_total",
+			Help: "Kafka sessions replaced after a failure, such as Kafka being unreachable when a transaction ended.",
+		}),
 	}
 	for _, outcome := range []string{outcomeAccepted, outcomeRejected, outcomeDuplicate} {
 		m.records.WithLabelValues(outcome)
@@ -60,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 
 	for _, c := range []prometheus.Collector{
-		m.records, m.batchDuration, m.dedupeEntries, m.transactions, m.rebuildSeconds, m.dataKeys,
+		m.records, m.batchDuration, m.dedupeEntries, m.transactions, m.rebuildSeconds, m.dataKeys, m.sessionRestarts,
 	} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError

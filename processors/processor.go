@@ -165,8 +165,9 @@ func (p *Processor) TransactionalID() string {
 // and loads every data key from the keys topic. When ctx ends it stops
 // polling, finishes the current batch, ends its transaction with a commit,
 // leaves the group and closes its clients, in that order. It returns nil on
-// such a clean stop and an error when Kafka fails in a way that a retry in
-// the same session cannot fix.
+// such a clean stop. When Kafka fails in a way that a retry in the same
+// session cannot fix, it replaces the session after a pause; it returns an
+// error only when no session can be created.
 func (p *Processor) Run(ctx context.Context) error {
 	if p.started.Swap(true) {
 		return errRunTwice
@@ -192,16 +193,33 @@ func (p *Processor) Run(ctx context.Context) error {
 		keyClient.Close()
 	}()
 
-	sess, err := kgo.NewGroupTransactSession(p.sessionOpts()...)
-	if err != nil {
-		return fmt.Errorf("create transactional session: %w", err)
+	// A session that fails, for example because Kafka went away while a
+	// transaction ended, is replaced after a pause: a new session resumes
+	// from the committed offsets, as a restarted process would.
+	backoff := retryBackoff
+	for {
+		sess, err := kgo.NewGroupTransactSession(p.sessionOpts()...)
+		if err != nil {
+			return fmt.Errorf("create transactional session: %w", err)
+		}
+		p.ready.Store(true)
+		loopErr := p.loop(ctx, sess)
+		p.ready.Store(false)
+		sess.Close()
+		if loopErr == nil || ctx.Err() != nil {
+			p.log.Info("processor stopped")
+			return loopErr
+		}
+		p.metrics.sessionRestarts.Inc()
+		p.log.Error("processor session failed; starting a new one", "error", loopErr, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			p.log.Info("processor stopped")
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, startRetryMax)
 	}
-	p.ready.Store(true)
-	loopErr := p.loop(ctx, sess)
-	p.ready.Store(false)
-	sess.Close()
-	p.log.Info("processor stopped")
-	return loopErr
 }
 
 // startWithRetry calls start until it succeeds, ctx ends, or the topics

@@ -18,6 +18,10 @@
 #   KAFKA_VERSION        org.apache.kafka:kafka_2.13 version (default 4.4.0)
 #   KAFKA_CACHE_DIR      jar cache (default ~/.cache/syncguard/kafka-<version>)
 #   START_TIMEOUT        seconds to wait for each service to start (default 120)
+#   KAFKA_PORT, KAFKA_CONTROLLER_PORT
+#                        broker and controller ports (default 19092, 19093);
+#                        a test that stops its own broker sets them, with
+#                        its own SYNCGUARD_LOCAL_DIR
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +33,7 @@ kafka_cache_dir=${KAFKA_CACHE_DIR:-$HOME/.cache/syncguard/kafka-$kafka_version}
 kafka_libs=$kafka_cache_dir/libs
 start_timeout=${START_TIMEOUT:-120}
 
-readonly kafka_port=19092 kafka_controller_port=19093
+readonly kafka_port=${KAFKA_PORT:-19092} kafka_controller_port=${KAFKA_CONTROLLER_PORT:-19093}
 readonly clickhouse_tcp_port=19000 clickhouse_http_port=18123
 
 # Port that must accept connections while a service runs, and a string that

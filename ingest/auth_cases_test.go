@@ -75,7 +75,7 @@ func TestSyncAuthAttackCases(t *testing.T) {
 	timed := func(iat, nbf, exp time.Duration, flip bool) func(h *harness) []string {
 		return func(h *harness) []string {
 			c := h.claims()
-			c["iat"], c["nbf"], c["exp"] = h.now.Add(iat).Unix(), h.now.Add(nbf).Unix(), h.now.Add(exp).Unix()
+			c["iat"], c["nbf"], c["exp"] = h.clock().Add(iat).Unix(), h.clock().Add(nbf).Unix(), h.clock().Add(exp).Unix()
 			tok := h.token(c)
 			if flip {
 				tok = flipSignatureBit(tok)

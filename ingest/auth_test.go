@@ -106,7 +106,7 @@ func TestSyncAuth(t *testing.T) {
 		}, nil, 202, ""},
 		{"lower-case scheme", func(h *harness) []string { return []string{"bearer " + h.token(h.claims())} }, nil, 202, ""},
 		{"aud array", withClaims(func(_ *harness, c jwt.MapClaims) { c["aud"] = []string{"other", testAudience} }), nil, 202, ""},
-		{"lifetime exactly 15 minutes", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.now.Add(15 * time.Minute).Unix() }), nil, 202, ""},
+		{"lifetime exactly 15 minutes", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.clock().Add(15 * time.Minute).Unix() }), nil, 202, ""},
 
 		// alg none and odd alg values.
 		{"alg none", none("none", "", nil), nil, 401, schemas.ReasonInvalidToken},
@@ -147,13 +147,13 @@ func TestSyncAuth(t *testing.T) {
 
 		// Time claims.
 		{"expired", withClaims(func(h *harness, c jwt.MapClaims) {
-			c["iat"] = h.now.Add(-70 * time.Minute).Unix()
-			c["exp"] = h.now.Add(-time.Hour).Unix()
+			c["iat"] = h.clock().Add(-70 * time.Minute).Unix()
+			c["exp"] = h.clock().Add(-time.Hour).Unix()
 		}), nil, 401, schemas.ReasonInvalidToken},
 		{"expired 5s with bad signature", func(h *harness) []string {
 			c := h.claims()
-			c["iat"] = h.now.Add(-5 * time.Minute).Unix()
-			c["exp"] = h.now.Add(-5 * time.Second).Unix()
+			c["iat"] = h.clock().Add(-5 * time.Minute).Unix()
+			c["exp"] = h.clock().Add(-5 * time.Second).Unix()
 			return bearer(flipSignatureBit(h.token(c)))
 		}, nil, 401, schemas.ReasonInvalidToken},
 		{"good times, bad signature", func(h *harness) []string { return bearer(flipSignatureBit(h.token(h.claims()))) }, nil, 401, schemas.ReasonInvalidToken},
@@ -162,24 +162,24 @@ func TestSyncAuth(t *testing.T) {
 		{"iat string", withClaims(func(h *harness, c jwt.MapClaims) { c["iat"] = "1" }), nil, 401, schemas.ReasonInvalidToken},
 		{"exp zero", withClaims(func(_ *harness, c jwt.MapClaims) { c["exp"] = 0 }), nil, 401, schemas.ReasonInvalidToken},
 		{"exp negative", withClaims(func(_ *harness, c jwt.MapClaims) { c["exp"] = -1 }), nil, 401, schemas.ReasonInvalidToken},
-		{"lifetime 15 minutes plus 1s", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.now.Add(15*time.Minute + time.Second).Unix() }), nil, 401, schemas.ReasonInvalidToken},
-		{"lifetime 24h", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.now.Add(24 * time.Hour).Unix() }), nil, 401, schemas.ReasonInvalidToken},
+		{"lifetime 15 minutes plus 1s", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.clock().Add(15*time.Minute + time.Second).Unix() }), nil, 401, schemas.ReasonInvalidToken},
+		{"lifetime 24h", withClaims(func(h *harness, c jwt.MapClaims) { c["exp"] = h.clock().Add(24 * time.Hour).Unix() }), nil, 401, schemas.ReasonInvalidToken},
 		{"iat missing", withClaims(func(_ *harness, c jwt.MapClaims) { delete(c, "iat") }), nil, 401, schemas.ReasonInvalidToken},
 		{"iat 2h old, exp soon", withClaims(func(h *harness, c jwt.MapClaims) {
-			c["iat"] = h.now.Add(-2 * time.Hour).Unix()
-			c["nbf"] = h.now.Add(-2 * time.Hour).Unix()
-			c["exp"] = h.now.Add(5 * time.Minute).Unix()
+			c["iat"] = h.clock().Add(-2 * time.Hour).Unix()
+			c["nbf"] = h.clock().Add(-2 * time.Hour).Unix()
+			c["exp"] = h.clock().Add(5 * time.Minute).Unix()
 		}), nil, 401, schemas.ReasonInvalidToken},
 		{"iat in the future", withClaims(func(h *harness, c jwt.MapClaims) {
-			c["iat"] = h.now.Add(5 * time.Minute).Unix()
-			c["exp"] = h.now.Add(10 * time.Minute).Unix()
+			c["iat"] = h.clock().Add(5 * time.Minute).Unix()
+			c["exp"] = h.clock().Add(10 * time.Minute).Unix()
 		}), nil, 401, schemas.ReasonInvalidToken},
 		{"exp before iat", withClaims(func(h *harness, c jwt.MapClaims) {
 			// exp is within the leeway, so only the order check fails.
-			c["iat"] = h.now.Unix()
-			c["exp"] = h.now.Add(-time.Second).Unix()
+			c["iat"] = h.clock().Unix()
+			c["exp"] = h.clock().Add(-time.Second).Unix()
 		}), nil, 401, schemas.ReasonInvalidToken},
-		{"nbf in the future", withClaims(func(h *harness, c jwt.MapClaims) { c["nbf"] = h.now.Add(time.Hour).Unix() }), nil, 401, schemas.ReasonInvalidToken},
+		{"nbf in the future", withClaims(func(h *harness, c jwt.MapClaims) { c["nbf"] = h.clock().Add(time.Hour).Unix() }), nil, 401, schemas.ReasonInvalidToken},
 
 		// Other claims.
 		{"wrong audience", withClaims(func(_ *harness, c jwt.MapClaims) { c["aud"] = "other" }), nil, 401, schemas.ReasonInvalidToken},

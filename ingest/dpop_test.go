@@ -120,7 +120,7 @@ func newDPoPRequest(h *harness, keyA, keyB *dpopKey, editToken func(h *harness, 
 			"jti": newID(),
 			"htm": http.MethodPost,
 			"htu": testOrigin + testSyncPath,
-			"iat": h.now.Unix(),
+			"iat": h.clock().Unix(),
 			"ath": athOf(tok),
 		},
 		signer: keyA,
@@ -335,10 +335,10 @@ func TestDPoP(t *testing.T) {
 		{name: "jwk oct", edit: func(r *dpopRequest) { r.header["jwk"] = map[string]any{"kty": "oct", "k": "c2VjcmV0"} }, status: 401, code: proof401},
 		{name: "jwk as string", edit: func(r *dpopRequest) { r.header["jwk"] = "x" }, status: 401, code: proof401},
 		{name: "crit header", edit: func(r *dpopRequest) { r.header["crit"] = []string{"x"} }, status: 401, code: proof401},
-		{name: "iat 10 minutes old", edit: func(r *dpopRequest) { r.claims["iat"] = h.now.Add(-10 * time.Minute).Unix() }, status: 401, code: proof401},
-		{name: "iat 10 minutes ahead", edit: func(r *dpopRequest) { r.claims["iat"] = h.now.Add(10 * time.Minute).Unix() }, status: 401, code: proof401},
-		{name: "iat 61 seconds old", edit: func(r *dpopRequest) { r.claims["iat"] = h.now.Add(-61 * time.Second).Unix() }, status: 401, code: proof401},
-		{name: "iat 59 seconds old", edit: func(r *dpopRequest) { r.claims["iat"] = h.now.Add(-59 * time.Second).Unix() }, status: 202},
+		{name: "iat 10 minutes old", edit: func(r *dpopRequest) { r.claims["iat"] = h.clock().Add(-10 * time.Minute).Unix() }, status: 401, code: proof401},
+		{name: "iat 10 minutes ahead", edit: func(r *dpopRequest) { r.claims["iat"] = h.clock().Add(10 * time.Minute).Unix() }, status: 401, code: proof401},
+		{name: "iat 61 seconds old", edit: func(r *dpopRequest) { r.claims["iat"] = h.clock().Add(-61 * time.Second).Unix() }, status: 401, code: proof401},
+		{name: "iat 59 seconds old", edit: func(r *dpopRequest) { r.claims["iat"] = h.clock().Add(-59 * time.Second).Unix() }, status: 202},
 		{name: "iat as string", edit: func(r *dpopRequest) { r.claims["iat"] = "1" }, status: 401, code: proof401},
 		{name: "header key A, signed by key B", edit: func(r *dpopRequest) { r.signer = keyB }, status: 401, code: proof401},
 		{name: "signature tampered", post: func(_ *dpopRequest, proof string) string { return flipSignatureBit(proof) }, status: 401, code: proof401},
@@ -393,7 +393,7 @@ func TestDPoPReplay(t *testing.T) {
 		{"malleated signature (high s)", func() string { return highS(first) }},
 		{"fresh signature, same jti", r.sign},
 		{"same jti, other htm and iat", func() string {
-			r.claims["iat"] = h.now.Add(time.Second).Unix()
+			r.claims["iat"] = h.clock().Add(time.Second).Unix()
 			return r.sign()
 		}},
 	}
@@ -421,9 +421,9 @@ func TestDPoPReplay(t *testing.T) {
 
 	// After twice dpop_max_age the jti is forgotten; by then the first
 	// proof's iat is stale, so only a freshly signed proof passes.
-	h.now = h.now.Add(2*time.Minute + time.Second)
+	h.advance(2*time.Minute + time.Second)
 	wantProblem(t, h.do(r.request(first)), http.StatusUnauthorized, schemas.ReasonInvalidDPoPProof)
-	r.claims["iat"] = h.now.Unix()
+	r.claims["iat"] = h.clock().Unix()
 	if rec := h.do(r.request(r.sign())); rec.Code != http.StatusAccepted {
 		t.Errorf("jti after expiry with a fresh iat: status = %d; body %s", rec.Code, rec.Body.String())
 	}
@@ -484,10 +484,13 @@ func gaugeValue(t *testing.T, h *harness, name string) float64 {
 	}
 	for _, f := range families {
 		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			if c := f.GetMetric()[0].GetCounter(); c != nil {
+				return c.GetValue()
+			}
 			return f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
-	t.Fatalf("no gauge %s", name)
+	t.Fatalf("no gauge or counter %s", name)
 	return 0
 }
 
@@ -623,7 +626,7 @@ func TestDPoPClaimFailsClosed(t *testing.T) {
 	cfg.ProduceTimeout = 300 * time.Millisecond
 	deaf, err := New(Options{
 		Config: cfg, Kafka: h.kafka, Registry: prometheus.NewRegistry(),
-		EnvelopeKey: h.envelope, Now: func() time.Time { return h.now }, Client: h.client,
+		EnvelopeKey: h.envelope, Now: func() time.Time { return h.clock() }, Client: h.client,
 	})
 	if err != nil {
 		t.Fatal(err)

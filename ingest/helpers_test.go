@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,12 +99,14 @@ func testConfig(keys *testKeys) Config {
 
 // harness is a Server on an in-process Kafka cluster.
 type harness struct {
-	t        *testing.T
-	srv      *Server
-	kafka    kafkaclient.Config
-	client   *kgo.Client
-	keys     *testKeys
-	now      time.Time
+	t      *testing.T
+	srv    *Server
+	kafka  kafkaclient.Config
+	client *kgo.Client
+	keys   *testKeys
+	// nowNanos is the server's clock in Unix nanoseconds: tests move it
+	// with advance while the replay follower reads it.
+	nowNanos atomic.Int64
 	envelope []byte
 	registry *prometheus.Registry
 	cluster  *kfake.Cluster // nil unless newHarness started it
@@ -141,16 +144,16 @@ func newHarnessOn(t *testing.T, cfg Config, kcfg kafkaclient.Config, keys *testK
 		kafka:    kcfg,
 		client:   client,
 		keys:     keys,
-		now:      time.Now().UTC().Truncate(time.Second),
 		envelope: bytes.Repeat([]byte{7}, 32),
 		registry: prometheus.NewRegistry(),
 	}
+	h.nowNanos.Store(time.Now().Truncate(time.Second).UnixNano())
 	h.srv, err = New(Options{
 		Config:      cfg,
 		Kafka:       kcfg,
 		Registry:    h.registry,
 		EnvelopeKey: h.envelope,
-		Now:         func() time.Time { return h.now },
+		Now:         func() time.Time { return h.clock() },
 		Client:      client,
 	})
 	if err != nil {
@@ -345,7 +348,13 @@ func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, status int, code 
 	return p
 }
 
-// claims returns access token claims valid at h.now for testDevice.
+// clock returns the server's current time.
+func (h *harness) clock() time.Time { return time.Unix(0, h.nowNanos.Load()).UTC() }
+
+// advance moves the server's clock forward by d.
+func (h *harness) advance(d time.Duration) { h.nowNanos.Add(int64(d)) }
+
+// claims returns access token claims valid at h.clock() for testDevice.
 func (h *harness) claims() jwt.MapClaims {
 	return jwt.MapClaims{
 		"iss":       testIssuer,
@@ -353,9 +362,9 @@ func (h *harness) claims() jwt.MapClaims {
 		"sub":       "user-1",
 		"device_id": testDevice,
 		"scope":     "sync:read sync:write",
-		"iat":       h.now.Unix(),
-		"nbf":       h.now.Unix(),
-		"exp":       h.now.Add(10 * time.Minute).Unix(),
+		"iat":       h.clock().Unix(),
+		"nbf":       h.clock().Unix(),
+		"exp":       h.clock().Add(10 * time.Minute).Unix(),
 		"jti":       newID(),
 	}
 }
@@ -390,7 +399,7 @@ func rawToken(header, claims any, sig []byte) string {
 
 // event returns a valid plaintext sync event as JSON.
 func (h *harness) event(id string) string {
-	return h.eventAt(id, h.now.Add(-time.Minute))
+	return h.eventAt(id, h.clock().Add(-time.Minute))
 }
 
 // eventAt returns a plaintext sync event that occurred at t.

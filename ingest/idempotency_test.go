@@ -150,12 +150,12 @@ func TestSyncReplayWindow(t *testing.T) {
 		h := newHarness(t, nil)
 		ev := h.event("evt-a")
 		h.postBatch(ev)
-		h.now = h.now.Add(maxIdempotencyTTL - time.Second)
+		h.advance(maxIdempotencyTTL - time.Second)
 		_, resp := h.postBatch(ev)
 		if !resp.Results[0].Replayed {
 			t.Fatalf("replay just under 24h: %+v", resp.Results[0])
 		}
-		h.now = h.now.Add(time.Second)
+		h.advance(time.Second)
 		_, resp = h.postBatch(ev)
 		checkResults(t, resp, wantResult{status: eventAccepted})
 		if got := len(h.records(schemas.TopicRaw)); got != 2 {
@@ -166,7 +166,7 @@ func TestSyncReplayWindow(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.SyncMaxEventAge = time.Hour })
 		ev := h.event("evt-a")
 		h.postBatch(ev)
-		h.now = h.now.Add(time.Hour)
+		h.advance(time.Hour)
 		code, resp := h.postBatch(ev)
 		if code != http.StatusUnprocessableEntity || resp.Results[0].Error == nil || resp.Results[0].Error.Code != schemas.ReasonEventOutOfWindow {
 			t.Fatalf("status %d, result %+v; want 422 event_out_of_window", code, resp.Results[0])

@@ -127,7 +127,7 @@ func TestJWKSURLRotation(t *testing.T) {
 			t.Fatalf("ed-2 within 30s of the last forced fetch, try %d: status = %d, want 401", i, code)
 		}
 	}
-	h.now = h.now.Add(29 * time.Second)
+	h.advance(29 * time.Second)
 	if code := h.postWith(ed2Token()); code != http.StatusUnauthorized {
 		t.Fatalf("ed-2 29s later: status = %d, want 401", code)
 	}
@@ -136,7 +136,7 @@ func TestJWKSURLRotation(t *testing.T) {
 	}
 
 	// 30s after the last forced fetch, the next unknown kid fetches again.
-	h.now = h.now.Add(time.Second)
+	h.advance(time.Second)
 	if code := h.postWith(ed2Token()); code != http.StatusAccepted {
 		t.Fatalf("ed-2 after rotation: status = %d, want 202", code)
 	}
@@ -177,7 +177,7 @@ func TestJWKSURLKeepsLastGoodSet(t *testing.T) {
 			srv.serve(tt.status, tt.body)
 			before := counterWith(t, h.registry, "syncguard_ingest_jwks_refresh_total", map[string]string{"result": tt.result})
 			// An unknown kid forces a fetch once the interval passed.
-			h.now = h.now.Add(unknownKidRefreshInterval)
+			h.advance(unknownKidRefreshInterval)
 			if code := h.postWith(signToken(t, jwt.SigningMethodEdDSA, h.keys.ed, "ed-9", h.claims())); code != http.StatusUnauthorized {
 				t.Fatalf("unknown kid: status = %d", code)
 			}
@@ -209,7 +209,7 @@ func TestJWKSURLUnreachableAtStart(t *testing.T) {
 		t.Fatalf("before the URL answers: status = %d, want 401", code)
 	}
 	srv.serve(http.StatusOK, keys.jwksRaw)
-	h.now = h.now.Add(unknownKidRefreshInterval)
+	h.advance(unknownKidRefreshInterval)
 	if code := h.postWith(h.token(h.claims())); code != http.StatusAccepted {
 		t.Fatalf("after the URL answers: status = %d, want 202", code)
 	}
@@ -282,7 +282,7 @@ func TestJWKSURLOddKidsDoNotFetch(t *testing.T) {
 	h, srv := jwksURLHarness(t)
 	before := srv.hits.Load()
 	for _, kid := range []string{"ed-1\x00", "ed-1\nlevel=error", strings.Repeat("k", 16<<10)} {
-		h.now = h.now.Add(unknownKidRefreshInterval)
+		h.advance(unknownKidRefreshInterval)
 		tok := edSigned(h, map[string]any{"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, h.claims())
 		if code := h.postWith(tok); code != http.StatusUnauthorized {
 			t.Errorf("kid %.20q: status = %d, want 401", kid, code)

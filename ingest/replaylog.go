@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,7 +40,11 @@ var errClaimLogBehind = errors.New("the replay log follower did not reach the cl
 // records after an hour, which must stay longer than ttl plus the clock
 // skew between instances.
 type replayLog struct {
-	topic    string
+	topic string
+	// macKey authenticates the records, so that a writer to the topic
+	// without the envelope key can neither clear claims nor mark events
+	// stored.
+	macKey   []byte
 	producer *kgo.Client
 	seen     *ttlCache[claimRef]
 	now      func() time.Time
@@ -47,6 +53,8 @@ type replayLog struct {
 	accepted func(k cacheKey, requestID string, at time.Time)
 	// publishFailed counts accepted-event records Kafka did not take.
 	publishFailed func(error)
+	// invalid counts records dropped for a bad MAC, format or time.
+	invalid func()
 
 	mu sync.Mutex
 	// next is the offset after the last record read, per partition.
@@ -77,13 +85,29 @@ const (
 	acceptedRecordVersion = 2
 )
 
-// claimValueLen is the version byte and the claim's Unix time in
-// nanoseconds.
-const claimValueLen = 1 + 8
+// claimBodyLen is the length of the version byte and the claim's Unix time
+// in nanoseconds. A record's value is its body followed by the MAC.
+const claimBodyLen = 1 + 8
 
-func newReplayLog(topic string, producer *kgo.Client, ttl time.Duration, max int, now func() time.Time, wait prometheus.Observer) *replayLog {
+// replayMACLen is the length of the HMAC-SHA256 tag that ends every value.
+const replayMACLen = sha256.Size
+
+// replayMACLabel derives the replay records' MAC key from the envelope
+// key, apart from the raw records' keys.
+const replayMACLabel = "syncguard replay record mac v1"
+
+// maxReplayClockAhead is how far in the future a record's time may lie on
+// the reader's clock. Later records are ignored: no instance's clock
+// should be that far off, and a claim that lived on the writer's clock
+// could otherwise outlive its proof by as much.
+const maxReplayClockAhead = time.Minute
+
+func newReplayLog(topic string, producer *kgo.Client, envelopeKey []byte, ttl time.Duration, max int, now func() time.Time, wait prometheus.Observer) *replayLog {
+	m := hmac.New(sha256.New, envelopeKey)
+	m.Write([]byte(replayMACLabel))
 	return &replayLog{
 		topic:    topic,
+		macKey:   m.Sum(nil),
 		producer: producer,
 		seen:     newTTLCache[claimRef](ttl, max, false),
 		now:      now,
@@ -104,10 +128,11 @@ func (l *replayLog) claim(ctx context.Context, k cacheKey) (int, error) {
 	if _, ok := l.seen.get(k, now); ok {
 		return claimReplay, nil
 	}
-	value := make([]byte, claimValueLen)
-	value[0] = claimRecordVersion
-	binary.BigEndian.PutUint64(value[1:], uint64(now.UnixNano()))
-	rec := &kgo.Record{Topic: l.topic, Key: append([]byte(nil), k[:]...), Value: value}
+	body := make([]byte, claimBodyLen)
+	body[0] = claimRecordVersion
+	binary.BigEndian.PutUint64(body[1:], uint64(now.UnixNano()))
+	rec := &kgo.Record{Topic: l.topic, Key: append([]byte(nil), k[:]...)}
+	rec.Value = l.seal(rec.Key, body)
 
 	start := time.Now()
 	select {
@@ -163,24 +188,17 @@ func (l *replayLog) waitPast(ctx context.Context, partition int32, offset int64)
 	}
 }
 
-// apply records one claim read from the topic. The first live claim of a
-// key wins; later ones leave it as it is.
+// apply records one claim or stored-events record read from the topic.
+// The first live claim of a key wins; later ones leave it as it is.
+// Records live for the claim lifetime on this instance's clock from the
+// moment they are read, so an instance whose clock runs ahead cannot
+// expire the others' claims early.
 func (l *replayLog) apply(r *kgo.Record) {
-	switch {
-	case len(r.Key) == len(cacheKey{}) && len(r.Value) == claimValueLen && r.Value[0] == claimRecordVersion:
-		var k cacheKey
-		copy(k[:], r.Key)
-		at := time.Unix(0, int64(binary.BigEndian.Uint64(r.Value[1:])))
-		l.seen.add(k, claimRef{partition: r.Partition, offset: r.Offset}, at)
-	case len(r.Value) > 0 && r.Value[0] == acceptedRecordVersion && l.accepted != nil:
-		if requestID, at, events, ok := decodeAccepted(r.Value); ok {
-			for _, k := range events {
-				l.accepted(k, requestID, at)
-			}
-		}
+	if !l.applyRecord(r) && l.invalid != nil {
+		l.invalid()
 	}
-	// A record of another format still moves the position, so that
-	// waiters are not held up by it.
+	// Any record moves the position, so that waiters are not held up by
+	// one that was dropped.
 	l.mu.Lock()
 	if r.Offset >= l.next[r.Partition] {
 		l.next[r.Partition] = r.Offset + 1
@@ -188,22 +206,86 @@ func (l *replayLog) apply(r *kgo.Record) {
 	l.mu.Unlock()
 }
 
+// applyRecord applies r and reports whether it was valid.
+func (l *replayLog) applyRecord(r *kgo.Record) bool {
+	body, ok := l.open(r.Key, r.Value)
+	if !ok || len(body) < claimBodyLen {
+		return false
+	}
+	now := l.now()
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(body[1:claimBodyLen])))
+	if at.After(now.Add(maxReplayClockAhead)) {
+		return false
+	}
+	if at.Before(now.Add(-l.seen.ttl - replayStartSkew)) {
+		// Expired on any clock: nothing to remember.
+		return true
+	}
+	switch body[0] {
+	case claimRecordVersion:
+		if len(r.Key) != len(cacheKey{}) || len(body) != claimBodyLen {
+			return false
+		}
+		var k cacheKey
+		copy(k[:], r.Key)
+		l.seen.add(k, claimRef{partition: r.Partition, offset: r.Offset}, now)
+		return true
+	case acceptedRecordVersion:
+		requestID, events, ok := decodeAccepted(body)
+		if !ok {
+			return false
+		}
+		if l.accepted != nil {
+			for _, k := range events {
+				l.accepted(k, requestID, now)
+			}
+		}
+		return true
+	default:
+		return false
+	}
+}
+
+// seal returns body followed by its MAC, which also covers the record
+// key.
+func (l *replayLog) seal(key, body []byte) []byte {
+	m := hmac.New(sha256.New, l.macKey)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(key)))
+	m.Write(n[:])
+	m.Write(key)
+	m.Write(body)
+	return m.Sum(body)
+}
+
+// open checks the MAC at the end of value and returns the body before it.
+func (l *replayLog) open(key, value []byte) ([]byte, bool) {
+	if len(value) < replayMACLen {
+		return nil, false
+	}
+	body, tag := value[:len(value)-replayMACLen], value[len(value)-replayMACLen:]
+	want := l.seal(key, append([]byte(nil), body...))[len(body):]
+	return body, hmac.Equal(tag, want)
+}
+
 // publishAccepted publishes which events request requestID stored, so
-// that a replay sent to any instance gets the original result. It does not wait: the processors' dedupe still stores an event
-// once if the record is late or lost.
+// that a replay sent to any instance gets the original result. It does not
+// wait, because the processors' dedupe still stores an event once if the
+// record is late or lost.
 func (l *replayLog) publishAccepted(requestID string, events []cacheKey, at time.Time) {
 	if len(events) == 0 || len(requestID) > 255 {
 		return
 	}
-	value := make([]byte, 0, 1+8+1+len(requestID)+len(events)*len(cacheKey{}))
-	value = append(value, acceptedRecordVersion)
-	value = binary.BigEndian.AppendUint64(value, uint64(at.UnixNano()))
-	value = append(value, byte(len(requestID)))
-	value = append(value, requestID...)
+	body := make([]byte, 0, claimBodyLen+1+len(requestID)+len(events)*len(cacheKey{})+replayMACLen)
+	body = append(body, acceptedRecordVersion)
+	body = binary.BigEndian.AppendUint64(body, uint64(at.UnixNano()))
+	body = append(body, byte(len(requestID)))
+	body = append(body, requestID...)
 	for _, k := range events {
-		value = append(value, k[:]...)
+		body = append(body, k[:]...)
 	}
-	rec := &kgo.Record{Topic: l.topic, Key: []byte(requestID), Value: value}
+	rec := &kgo.Record{Topic: l.topic, Key: []byte(requestID)}
+	rec.Value = l.seal(rec.Key, body)
 	l.producer.TryProduce(context.Background(), rec, func(_ *kgo.Record, err error) {
 		if err != nil && l.publishFailed != nil {
 			l.publishFailed(err)
@@ -211,17 +293,16 @@ func (l *replayLog) publishAccepted(requestID string, events []cacheKey, at time
 	})
 }
 
-// decodeAccepted reads an acceptedRecordVersion value.
-func decodeAccepted(v []byte) (requestID string, at time.Time, events []cacheKey, ok bool) {
-	const head = 1 + 8 + 1
-	if len(v) < head {
-		return "", time.Time{}, nil, false
+// decodeAccepted reads the body of an acceptedRecordVersion record.
+func decodeAccepted(body []byte) (requestID string, events []cacheKey, ok bool) {
+	const head = claimBodyLen + 1
+	if len(body) < head {
+		return "", nil, false
 	}
-	at = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9])))
-	n := int(v[9])
-	rest := v[head:]
+	n := int(body[claimBodyLen])
+	rest := body[head:]
 	if len(rest) < n || (len(rest)-n)%len(cacheKey{}) != 0 {
-		return "", time.Time{}, nil, false
+		return "", nil, false
 	}
 	requestID, rest = string(rest[:n]), rest[n:]
 	events = make([]cacheKey, 0, len(rest)/len(cacheKey{}))
@@ -231,7 +312,7 @@ func decodeAccepted(v []byte) (requestID string, at time.Time, events []cacheKey
 		events = append(events, k)
 		rest = rest[len(k):]
 	}
-	return requestID, at, events, true
+	return requestID, events, true
 }
 
 // wake wakes the waiters after positions moved.
@@ -301,8 +382,13 @@ func newReplayLogFor(s *Server, reg prometheus.Registerer) (*replayLog, error) {
 		Name: "syncguard_ingest_replay_publish_errors_total",
 		Help: "Records of stored sync events that Kafka did not take; other instances then report a replay of those events as new.",
 	})
-	l := newReplayLog(s.replayTopic, s.client, 2*s.cfg.SyncAuth.DPoPMaxAge, s.cfg.SyncAuth.DPoPReplayCacheMax, s.now, wait)
+	invalid := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "syncguard_ingest_replay_invalid_records_total",
+		Help: "Records of the replay topic dropped for a bad MAC, an unknown format or a time over a minute ahead; any is a sign of tampering or of an instance with another envelope key.",
+	})
+	l := newReplayLog(s.replayTopic, s.client, s.envelopeKey, 2*s.cfg.SyncAuth.DPoPMaxAge, s.cfg.SyncAuth.DPoPReplayCacheMax, s.now, wait)
 	l.accepted = s.idem.learn
+	l.invalid = invalid.Inc
 	l.publishFailed = func(err error) {
 		publishFailed.Inc()
 		s.produceLog.Do(func() { s.log.Warn("kafka did not take a record of stored sync events", "err", err) })
@@ -311,7 +397,7 @@ func newReplayLogFor(s *Server, reg prometheus.Registerer) (*replayLog, error) {
 		Name: "syncguard_ingest_dpop_replay_cache_entries",
 		Help: "Live DPoP proof claims of every ingest instance, as read from the replay topic; at most ingest.sync_auth.dpop_replay_cache_max.",
 	}, func() float64 { return float64(l.seen.len()) })
-	for _, c := range []prometheus.Collector{wait, entries, publishFailed} {
+	for _, c := range []prometheus.Collector{wait, entries, publishFailed, invalid} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register ingest DPoP metrics: %w", err)
 		}

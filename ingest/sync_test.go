@@ -115,7 +115,7 @@ func checkSyncRecord(t *testing.T, h *harness, value []byte, rec *kgo.Record, re
 	if string(rec.Key) != testDevice {
 		t.Errorf("key = %q, want the device id", rec.Key)
 	}
-	receivedAt := h.now.UTC().Format(time.RFC3339Nano)
+	receivedAt := h.clock().UTC().Format(time.RFC3339Nano)
 	want := map[string]string{
 		schemas.HeaderKind:       schemas.KindSync,
 		schemas.HeaderRequestID:  requestID,
@@ -197,7 +197,7 @@ func TestSyncRejectedRequests(t *testing.T) {
 
 func TestSyncPerEventResults(t *testing.T) {
 	h := newHarness(t, nil)
-	ts := func(d time.Duration) string { return h.now.Add(d).Format(time.RFC3339) }
+	ts := func(d time.Duration) string { return h.clock().Add(d).Format(time.RFC3339) }
 	ciphertext := bytes.Repeat([]byte{0xab}, 40)
 	sum := sha256.Sum256(ciphertext)
 	enc := func(alg string, ivLen int, checksum string) string {
@@ -218,10 +218,10 @@ func TestSyncPerEventResults(t *testing.T) {
 		{enc("A256GCM", 24, ""), schemas.ReasonInvalidEvent},
 		{enc("A128GCM", 12, ""), schemas.ReasonInvalidEvent},
 		{enc("XCHACHA20-POLY1305", 24, `,"checksum":"sha256:`+strings.Repeat("00", 32)+`"`), schemas.ReasonInvalidEvent},
-		{h.eventAt("old", h.now.Add(-8*24*time.Hour)), schemas.ReasonEventOutOfWindow},
-		{h.eventAt("future", h.now.Add(10*time.Minute)), schemas.ReasonEventOutOfWindow},
-		{h.eventAt("edge-old", h.now.Add(-7*24*time.Hour)), ""},
-		{h.eventAt("edge-future", h.now.Add(5*time.Minute)), ""},
+		{h.eventAt("old", h.clock().Add(-8*24*time.Hour)), schemas.ReasonEventOutOfWindow},
+		{h.eventAt("future", h.clock().Add(10*time.Minute)), schemas.ReasonEventOutOfWindow},
+		{h.eventAt("edge-old", h.clock().Add(-7*24*time.Hour)), ""},
+		{h.eventAt("edge-future", h.clock().Add(5*time.Minute)), ""},
 		{strings.Replace(h.event("other-device"), testDevice, "dev-43", 1), schemas.ReasonDeviceMismatch},
 		{base("both", `,"content":{},"encrypted":{}`), schemas.ReasonInvalidEvent},
 		{base("neither", ``), schemas.ReasonInvalidEvent},
@@ -274,7 +274,7 @@ func TestSyncPerEventResults(t *testing.T) {
 
 func TestSyncAllInvalid(t *testing.T) {
 	h := newHarness(t, nil)
-	old := h.eventAt("old", h.now.Add(-8*24*time.Hour))
+	old := h.eventAt("old", h.clock().Add(-8*24*time.Hour))
 	rec := h.do(h.syncRequest("application/x-ndjson", []byte(old+"\n"+old), h.token(h.claims())))
 	if rec.Code != http.StatusUnprocessableEntity {
 		t.Fatalf("status = %d, want 422; body %s", rec.Code, rec.Body.String())

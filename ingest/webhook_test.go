@@ -158,7 +158,7 @@ func TestWebhookRecord(t *testing.T) {
 	wantHeaders := map[string]string{
 		schemas.HeaderKind:       schemas.KindWhatsApp,
 		schemas.HeaderRequestID:  requestID,
-		schemas.HeaderReceivedAt: h.now.UTC().Format(time.RFC3339Nano),
+		schemas.HeaderReceivedAt: h.clock().UTC().Format(time.RFC3339Nano),
 		schemas.HeaderSource:     "127.0.0.9",
 		schemas.HeaderSignature:  sig,
 		schemas.HeaderApp:        "main",

@@ -32,6 +32,10 @@ type Config struct {
 	// ProduceTimeout bounds the wait for Kafka to acknowledge the records of
 	// one request. When it passes, the request gets 503.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// ProduceLinger is how long the producer of raw records waits to fill
+	// a batch. Each request waits up to this long before its record is
+	// sent, and the broker gets fewer, larger produce requests under load.
+	ProduceLinger time.Duration `yaml:"produce_linger"`
 	// RetryAfter is sent, rounded up to whole seconds, in the Retry-After
 	// header of 503 responses.
 	RetryAfter time.Duration `yaml:"retry_after"`
@@ -170,6 +174,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:      16 << 10,
 		ShutdownTimeout:     20 * time.Second,
 		ProduceTimeout:      2 * time.Second,
+		ProduceLinger:       time.Millisecond,
 		RetryAfter:          5 * time.Second,
 		ReadyCheckInterval:  2 * time.Second,
 		AuditFlushTimeout:   10 * time.Second,
@@ -221,6 +226,9 @@ func (c Config) Validate() error {
 		if d.d <= 0 {
 			return fmt.Errorf("ingest.%s: must be positive, got %s", d.key, d.d)
 		}
+	}
+	if c.ProduceLinger < 0 || c.ProduceLinger > 50*time.Millisecond {
+		return fmt.Errorf("ingest.produce_linger: must be 0 to 50ms, got %s", c.ProduceLinger)
 	}
 	if c.MaxHeaderBytes < 4<<10 {
 		return fmt.Errorf("ingest.max_header_bytes: must be at least 4096, got %d", c.MaxHeaderBytes)

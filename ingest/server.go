@@ -163,11 +163,13 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.client, err = opts.Kafka.NewClient(
-			// The defaults of kgo, restated because the responses depend
-			// on them: acks from all in-sync replicas, idempotent writes,
-			// and no linger, so a response never waits on a timer.
+			// Acks from all in-sync replicas on an idempotent producer
+			// (kgo's defaults, restated because the responses depend on
+			// them), and a short linger: on the 2-core benchmark machine
+			// 1 ms raised the highest webhook rate by about a quarter
+			// and added about 1.5 ms to the median ack.
 			kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.ProducerLinger(0),
+			kgo.ProducerLinger(opts.Config.ProduceLinger),
 		)
 		if err != nil {
 			return nil, err

@@ -32,6 +32,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	brokers := fset.String("brokers", envOr("SYNCGUARD_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
 	clickhouse := fset.String("clickhouse", envOr("SYNCGUARD_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native-protocol address")
 	duration := fset.Duration("duration", 20*time.Second, "length of each measured phase")
+	warmup := fset.Duration("warmup", 20*time.Second, "unmeasured load before the first phase, so that the Kafka broker's JIT compiler has run")
 	concurrency := fset.Int("concurrency", 64, "connections of the load generator")
 	dir := fset.String("dir", filepath.Join(".local", "bench"), "folder for the run's keys, configuration and log")
 	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -103,6 +104,26 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 		})
 	}
 
+	// A broker that just started runs interpreted Java until its JIT has
+	// compiled the hot paths: the first run after a restart measured half
+	// the rate of the next ones.
+	if *warmup > 0 {
+		say("warming up for %s", *warmup)
+		webhooks, _, _, err := ws.factories(0, 3, 1)
+		if err != nil {
+			return err
+		}
+		if _, err := loadgen.Run(ctx, loadgen.Config{
+			Target: ingestURL, Duration: *warmup, Concurrency: *concurrency,
+			Mix: loadgen.Mix{Webhook: 1}, Webhooks: webhooks,
+		}); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		if err := ws.waitDrained(ctx, 2*time.Minute); err != nil {
+			return err
+		}
+	}
+
 	// Phase 1: highest sustained rate, closed loop, the baseline first.
 	say("phase 1: highest rate of the do-nothing server (%s, %d connections)", *duration, *concurrency)
 	noop, err := load(baseline, 0, 1)
@@ -115,6 +136,13 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	fullOK := okCount(full)
+	// The time the consumers need to catch up shows whether the full rate
+	// is one the whole pipeline sustains, or only ingest.
+	drainStart := time.Now()
+	if err := ws.waitDrained(ctx, 5*time.Minute); err != nil {
+		return err
+	}
+	drained := time.Since(drainStart)
 
 	// Phase 2: half of SyncGuard's highest rate, open loop, with a watcher
 	// that notes when each sampled message appears in ClickHouse.
@@ -149,6 +177,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	printBench(benchResult{
 		duration: *duration, concurrency: *concurrency, noop: noop, full: full, half: halfReport,
 		halfRate: half, e2e: e2e.Summary(), e2eSamples: len(sampled), e2eMissing: missing,
+		drained: drained,
 	})
 	return nil
 }
@@ -305,6 +334,9 @@ type benchResult struct {
 	halfRate               float64
 	e2e                    loadgen.LatencySummary
 	e2eSamples, e2eMissing int
+	// drained is how long the consumers took to catch up after the
+	// full-load phase.
+	drained time.Duration
 }
 
 func printBench(r benchResult) {
@@ -319,13 +351,14 @@ SyncGuard benchmark (%s per phase, %d connections, %d CPUs, %s)
 | SyncGuard ingest, 2xx requests/s | %.0f |
 | SyncGuard / do-nothing | %.2f |
 | SyncGuard non-2xx answers at full load | %d of %d |
+| consumers caught up after the full-load phase in | %s |
 | half load, requests/s offered | %.0f |
 | half load, ack latency p50 / p99 | %s / %s |
 | half load, end to end (ack to ClickHouse row) p50 / p99 | %s / %s |
 | end-to-end samples (missing) | %d (%d) |
 `, r.duration, r.concurrency, runtime.NumCPU(), runtime.Version(),
 		noopRate, fullRate, fullRate/noopRate,
-		r.full.Sent-okCount(r.full), r.full.Sent,
+		r.full.Sent-okCount(r.full), r.full.Sent, r.drained.Round(100*time.Millisecond),
 		r.halfRate, r.half.Latency.P50, r.half.Latency.P99,
 		r.e2e.P50, r.e2e.P99, r.e2eSamples, r.e2eMissing)
 }

@@ -130,3 +130,54 @@ func (w *workspace) deleteTopics() {
 	}
 	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 }
+
+// waitDrained waits until the processor, detector and sink groups have
+// committed every record of the topics they read, so that a measured
+// phase does not pay for the backlog of the one before. It gives up after
+// timeout and reports the remaining lag.
+func (w *workspace) waitDrained(ctx context.Context, timeout time.Duration) error {
+	cl, err := w.cfg.Kafka.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	groups := []string{w.cfg.Processor.Group, w.cfg.Detector.Group, w.cfg.Sink.Group}
+	deadline := time.Now().Add(timeout)
+	for {
+		lags, err := adm.Lag(ctx, groups...)
+		var total int64
+		if err == nil {
+			for _, g := range lags {
+				if g.Error() != nil {
+					err = g.Error()
+					break
+				}
+				for _, partitions := range g.Lag {
+					for _, l := range partitions {
+						// A transaction's commit marker ends a partition
+						// one past the last record a read_committed
+						// consumer can commit, so a lag of 1 is caught up.
+						if l.Lag > 1 {
+							total += l.Lag
+						}
+					}
+				}
+			}
+		}
+		if err == nil && total == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("pipeline not drained after %s: %w", timeout, err)
+			}
+			return fmt.Errorf("pipeline not drained after %s: %d records behind", timeout, total)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

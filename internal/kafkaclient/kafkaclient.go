@@ -45,6 +45,14 @@ type Config struct {
 	// before aborting it. Consumers reading committed records wait at most
 	// this long behind a transaction of a process that died for good.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// FetchMinBytes is how many bytes the broker gathers before it answers
+	// a fetch of the processor, detector and sink, unless FetchMaxWait
+	// passes first. Larger fetches cost the broker fewer requests per
+	// record under load, at the price of up to FetchMaxWait of delay per
+	// stage when traffic is light.
+	FetchMinBytes int32 `yaml:"fetch_min_bytes"`
+	// FetchMaxWait bounds how long the broker holds such a fetch.
+	FetchMaxWait time.Duration `yaml:"fetch_max_wait"`
 	// InProcess starts an in-memory kfake cluster instead of connecting to
 	// Brokers. It keeps nothing across restarts: demo and unit tests only.
 	InProcess bool `yaml:"in_process"`
@@ -60,6 +68,8 @@ func Defaults() Config {
 		ReplicationFactor:  1,
 		SessionTimeout:     10 * time.Second,
 		TransactionTimeout: 15 * time.Second,
+		FetchMinBytes:      64 << 10,
+		FetchMaxWait:       50 * time.Millisecond,
 	}
 }
 
@@ -86,6 +96,12 @@ func (c Config) Validate() error {
 	if c.TransactionTimeout < time.Second {
 		return fmt.Errorf("kafka.transaction_timeout: must be at least 1s, got %s", c.TransactionTimeout)
 	}
+	if c.FetchMinBytes < 1 {
+		return fmt.Errorf("kafka.fetch_min_bytes: must be at least 1, got %d", c.FetchMinBytes)
+	}
+	if c.FetchMaxWait < time.Millisecond || c.FetchMaxWait > 5*time.Second {
+		return fmt.Errorf("kafka.fetch_max_wait: must be 1ms to 5s, got %s", c.FetchMaxWait)
+	}
 	return nil
 }
 
@@ -106,7 +122,16 @@ func (c Config) TransactionalID(prefix string) string { return prefix + "-" + c.
 
 // GroupOpts returns the options that consumer group members share.
 func (c Config) GroupOpts() []kgo.Opt {
-	return []kgo.Opt{kgo.SessionTimeout(c.SessionTimeout)}
+	opts := []kgo.Opt{kgo.SessionTimeout(c.SessionTimeout)}
+	// A zero value, as in a Config not built from Defaults, keeps
+	// franz-go's own setting.
+	if c.FetchMinBytes > 0 {
+		opts = append(opts, kgo.FetchMinBytes(c.FetchMinBytes))
+	}
+	if c.FetchMaxWait > 0 {
+		opts = append(opts, kgo.FetchMaxWait(c.FetchMaxWait))
+	}
+	return opts
 }
 
 // TransactOpts returns GroupOpts plus the options of a transactional

@@ -56,6 +56,7 @@ type floodFlags struct {
 	enabled   bool
 	legitRate float64
 	nice      int
+	cpus      string
 }
 
 // addFloodFlags registers --flood and its settings on the bench flag set.
@@ -64,6 +65,7 @@ func addFloodFlags(fset *flag.FlagSet) *floodFlags {
 	fset.BoolVar(&f.enabled, "flood", false, "instead of the throughput phases, measure what a forged-signature flood from "+floodSourceAddr+" costs legitimate webhooks")
 	fset.Float64Var(&f.legitRate, "legit-rate", 500, "with --flood: legitimate webhooks per second, sent open loop")
 	fset.IntVar(&f.nice, "flood-nice", 19, "with --flood: nice value of the process that sends the flood (0 to 19)")
+	fset.StringVar(&f.cpus, "flood-cpus", "1", `with --flood: CPUs the flood process may use, as taskset -c takes them; "" for any`)
 	return f
 }
 
@@ -106,15 +108,19 @@ func (f *floodFlags) run(ctx context.Context, brokers []string, clickhouse strin
 	}
 	say("legitimate load: %.0f webhooks/s open loop from %d addresses (%s), %d connections each",
 		f.legitRate, len(sources), strings.Join(sources, " "), legitConnectionsPerSource)
-	say("default source limit: %g/s, burst %d per address; flood: closed loop from %s, %d connections",
-		defaultLimits.Source.Rate, defaultLimits.Source.Burst, floodSourceAddr, connections)
+	cpus := f.cpus
+	if cpus == "" {
+		cpus = "any"
+	}
+	say("default source limit: %g/s, burst %d per address; flood: closed loop from %s, %d connections, separate process at nice %d on CPUs %s",
+		defaultLimits.Source.Rate, defaultLimits.Source.Burst, floodSourceAddr, connections, f.nice, cpus)
 
 	phases := []floodPhaseSpec{
 		{name: "1. legitimate only"},
 		{name: "2. + flood, default limits", flood: true},
 		{name: "2c. + phase 2's flood rate at a do-nothing server (control)", flood: true, control: true},
 	}
-	limited.floodNice = f.nice
+	limited.floodNice, limited.floodCPUs = f.nice, f.cpus
 	rows, err := limited.runFloodPhases(ctx, phases, f.legitRate, sources, duration, connections, 10)
 	limited.stop()
 	if err != nil {
@@ -131,7 +137,7 @@ func (f *floodFlags) run(ctx context.Context, brokers []string, clickhouse strin
 		return err
 	}
 	phases = []floodPhaseSpec{{name: "3. + flood, source limiter off", flood: true}}
-	unlimited.floodNice = f.nice
+	unlimited.floodNice, unlimited.floodCPUs = f.nice, f.cpus
 	more, err := unlimited.runFloodPhases(ctx, phases, f.legitRate, sources, duration, connections, 20)
 	unlimited.stop()
 	if err != nil {
@@ -156,6 +162,8 @@ type benchPipeline struct {
 	stop      func()
 	// floodNice is the nice value of the flood's load generator process.
 	floodNice int
+	// floodCPUs limits the flood process to these CPUs, "" for any.
+	floodCPUs string
 	// floodSeed seeds the flood's generated webhooks.
 	floodSeed int64
 }
@@ -302,7 +310,8 @@ func (b *benchPipeline) runFloodPhases(ctx context.Context, phases []floodPhaseS
 // pipeline's and the legitimate generator's alone. A real attacker sends
 // from other machines, so its generator spends none of the server's CPU.
 // On one machine the closest equivalent is a generator that gets only the
-// CPU time the pipeline leaves idle, hence the nice value.
+// CPU time the pipeline leaves idle, hence the nice value, and by default
+// only one CPU, where the kernel also handles its loopback traffic.
 func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (loadgen.Report, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -321,7 +330,11 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 		"--seed", strconv.FormatInt(b.floodSeed, 10),
 		"--report-json", reportPath,
 	}
-	cmd := exec.CommandContext(ctx, "nice", args...)
+	name := "nice"
+	if b.floodCPUs != "" {
+		name, args = "taskset", append([]string{"-c", b.floodCPUs, "nice"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err != nil {
@@ -695,6 +708,16 @@ SyncGuard edge-cost benchmark (%s per phase, %.0f legitimate webhooks/s from %d 
 		fmt.Println()
 	}
 	fmt.Printf("Target: legitimate p99 within %.0fx of phase 1, and limiter and detector keys within their configured capacity.\n", floodP99Factor)
+	// The control phase sends the same flood to a server that does
+	// nothing, so the ratio to it is what ingest's handling of the flood
+	// adds beyond generating it on the same machine.
+	for i, r := range s.rows {
+		if !r.control || i == 0 || s.rows[i-1].flood == nil {
+			continue
+		}
+		flooded := s.rows[i-1]
+		fmt.Printf("Edge cost apart from the generator: %s p99 / control p99 = %.2f\n", flooded.name, p99Ratio(flooded, r))
+	}
 }
 
 // formatStatuses returns counts by HTTP status in ascending order, such as

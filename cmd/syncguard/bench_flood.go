@@ -57,6 +57,7 @@ type floodFlags struct {
 	legitRate float64
 	nice      int
 	cpus      string
+	cpuQuota  float64
 }
 
 // addFloodFlags registers --flood and its settings on the bench flag set.
@@ -66,6 +67,7 @@ func addFloodFlags(fset *flag.FlagSet) *floodFlags {
 	fset.Float64Var(&f.legitRate, "legit-rate", 500, "with --flood: legitimate webhooks per second, sent open loop")
 	fset.IntVar(&f.nice, "flood-nice", 19, "with --flood: nice value of the process that sends the flood (0 to 19)")
 	fset.StringVar(&f.cpus, "flood-cpus", "1", `with --flood: CPUs the flood process may use, as taskset -c takes them; "" for any`)
+	fset.Float64Var(&f.cpuQuota, "flood-cpu-quota", 0, "with --flood: share of one CPU the flood process may use, such as 0.5, through a cgroup (needs root); 0 for no limit")
 	return f
 }
 
@@ -91,6 +93,9 @@ func (f *floodFlags) run(ctx context.Context, brokers []string, clickhouse strin
 	if connections < 1 {
 		return fmt.Errorf("--concurrency: must be at least 1, got %d", connections)
 	}
+	if math.IsNaN(f.cpuQuota) || f.cpuQuota < 0 || f.cpuQuota > 2 {
+		return fmt.Errorf("--flood-cpu-quota: must be 0 to 2 CPUs, got %v", f.cpuQuota)
+	}
 	if f.nice < 0 || f.nice > 19 {
 		return fmt.Errorf("--flood-nice: must be 0 to 19, got %d", f.nice)
 	}
@@ -112,15 +117,19 @@ func (f *floodFlags) run(ctx context.Context, brokers []string, clickhouse strin
 	if cpus == "" {
 		cpus = "any"
 	}
-	say("default source limit: %g/s, burst %d per address; flood: closed loop from %s, %d connections, separate process at nice %d on CPUs %s",
-		defaultLimits.Source.Rate, defaultLimits.Source.Burst, floodSourceAddr, connections, f.nice, cpus)
+	quota := "no CPU quota"
+	if f.cpuQuota > 0 {
+		quota = fmt.Sprintf("a quota of %.2f CPU", f.cpuQuota)
+	}
+	say("default source limit: %g/s, burst %d per address; flood: closed loop from %s, %d connections, separate process at nice %d on CPUs %s with %s",
+		defaultLimits.Source.Rate, defaultLimits.Source.Burst, floodSourceAddr, connections, f.nice, cpus, quota)
 
 	phases := []floodPhaseSpec{
 		{name: "1. legitimate only"},
 		{name: "2. + flood, default limits", flood: true},
 		{name: "2c. + phase 2's flood rate at a do-nothing server (control)", flood: true, control: true},
 	}
-	limited.floodNice, limited.floodCPUs = f.nice, f.cpus
+	limited.floodNice, limited.floodCPUs, limited.floodQuota = f.nice, f.cpus, f.cpuQuota
 	rows, err := limited.runFloodPhases(ctx, phases, f.legitRate, sources, duration, connections, 10)
 	limited.stop()
 	if err != nil {
@@ -137,7 +146,7 @@ func (f *floodFlags) run(ctx context.Context, brokers []string, clickhouse strin
 		return err
 	}
 	phases = []floodPhaseSpec{{name: "3. + flood, source limiter off", flood: true}}
-	unlimited.floodNice, unlimited.floodCPUs = f.nice, f.cpus
+	unlimited.floodNice, unlimited.floodCPUs, unlimited.floodQuota = f.nice, f.cpus, f.cpuQuota
 	more, err := unlimited.runFloodPhases(ctx, phases, f.legitRate, sources, duration, connections, 20)
 	unlimited.stop()
 	if err != nil {
@@ -164,6 +173,9 @@ type benchPipeline struct {
 	floodNice int
 	// floodCPUs limits the flood process to these CPUs, "" for any.
 	floodCPUs string
+	// floodQuota is the share of one CPU the flood process may use, 0 for
+	// no limit.
+	floodQuota float64
 	// floodSeed seeds the flood's generated webhooks.
 	floodSeed int64
 }
@@ -337,7 +349,26 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	if err := cmd.Run(); err != nil {
+	var quota *cpuQuota
+	if b.floodQuota > 0 {
+		if quota, err = newCPUQuota(fmt.Sprintf("syncguard-flood-%d", os.Getpid()), b.floodQuota); err != nil {
+			return loadgen.Report{}, err
+		}
+		defer quota.remove()
+	}
+	if err := cmd.Start(); err != nil {
+		return loadgen.Report{}, fmt.Errorf("flood process: %w", err)
+	}
+	if quota != nil {
+		// The process runs unlimited for the moment before this; its
+		// connections are still being opened then.
+		if err := quota.add(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return loadgen.Report{}, err
+		}
+	}
+	if err := cmd.Wait(); err != nil {
 		return loadgen.Report{}, fmt.Errorf("flood process: %w: %s", err, lastLines(stderr.String(), 5))
 	}
 	return readReportJSON(reportPath)

@@ -115,3 +115,79 @@ func TestAuditVerifyFailsWithoutCheckpoints(t *testing.T) {
 		t.Errorf("audit verify --allow-no-checkpoints: %v\n%s", err, out)
 	}
 }
+
+// TestAuditVerifyKafkaWitness deletes the newest audit rows of a
+// partition together with every checkpoint that covers them, so that
+// ClickHouse alone shows a shorter chain that is intact and anchored. The
+// sink group's committed offset in Kafka still shows that rows are
+// missing.
+func TestAuditVerifyKafkaWitness(t *testing.T) {
+	s := newStack(t, stackOptions{Extra: map[string]string{"sink": "checkpoint_interval: 300ms"}})
+	f, _ := webhookFactory(t, 61, 1)
+	send := func() {
+		for range 5 {
+			if got := s.sendGenerated(f.Next()); got.Status != http.StatusOK {
+				t.Fatalf("webhook: status %d", got.Status)
+			}
+		}
+		s.settle()
+	}
+
+	// Ingest keys its audit rows by source address, so every request's
+	// row lands in one partition.
+	send()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		partition int32
+		last      int64
+	)
+	err := s.ch.QueryRow(ctx, fmt.Sprintf("SELECT kafka_partition, max(kafka_offset) FROM %s.audit_log WHERE stage = 'ingest' GROUP BY kafka_partition", s.database)).
+		Scan(&partition, &last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a checkpoint covering the first requests", func() bool {
+		return s.count("SELECT count() FROM {db}.audit_checkpoints WHERE kafka_partition = ? AND kafka_offset >= ?", partition, last) > 0
+	})
+	var anchored int64
+	if err := s.ch.QueryRow(ctx, fmt.Sprintf("SELECT max(kafka_offset) FROM %s.audit_checkpoints WHERE kafka_partition = %d", s.database, partition)).Scan(&anchored); err != nil {
+		t.Fatal(err)
+	}
+	send()
+	s.stop()
+	if out := s.mustRun("audit", "verify", "--config", s.configPath); !strings.Contains(out, "audit chain intact") || !strings.Contains(out, "kafka: audit_log compared") {
+		t.Fatalf("audit verify before tampering: %s", out)
+	}
+
+	for _, table := range []string{"audit_log", "audit_checkpoints"} {
+		q := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE kafka_partition = %d AND kafka_offset > %d", s.database, table, partition, anchored)
+		if err := s.ch.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "the mutations", func() bool {
+		return s.count("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0", s.database) == 0
+	})
+	if n := s.count("SELECT count() FROM {db}.audit_log WHERE kafka_partition = ? AND kafka_offset > ?", partition, anchored); n != 0 {
+		t.Fatalf("%d rows left after offset %d", n, anchored)
+	}
+
+	verify := func(args ...string) (string, error) {
+		cmd := exec.Command(binary, append([]string{"audit", "verify", "--config", s.configPath}, args...)...)
+		cmd.Env = childEnv()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// ClickHouse alone cannot tell: this is the gap the witness closes.
+	if out, err := verify("--kafka=false"); err != nil {
+		t.Fatalf("audit verify without Kafka should pass the consistent shorter chain:\n%s", out)
+	}
+	out, err := verify()
+	if err == nil {
+		t.Fatalf("audit verify passed after the newest rows and their checkpoints were deleted:\n%s", out)
+	}
+	if !strings.Contains(out, "committed_row_missing") {
+		t.Errorf("audit verify output does not name committed_row_missing:\n%s", out)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/syncguard/syncguard/internal/kafkaclient"
 )
 
 // Problems that VerifyChain reports for a broken row.
@@ -68,8 +70,11 @@ type ChainReport struct {
 	// rows but could be forged.
 	SignaturesVerified bool
 	// Problems lists checkpoint and partition problems in partition order,
-	// at most maxListedProblems of them.
+	// then the problems VerifyKafkaWitness found, at most maxListedProblems
+	// of them.
 	Problems []Problem
+	// KafkaChecked is set when the rows were compared with the audit topic.
+	KafkaChecked bool
 }
 
 // OK reports whether every partition's chain verified and no checkpoint
@@ -168,6 +173,11 @@ type VerifyOptions struct {
 	// checkpoints, because a partition deleted together with its
 	// checkpoints leaves no trace in either table.
 	ExpectPartitions int
+	// Kafka, when set, also compares audit_log with the audit topic of
+	// this cluster as read by the sink group SinkGroup; see
+	// VerifyKafkaWitness.
+	Kafka     *kafkaclient.Config
+	SinkGroup string
 }
 
 // VerifyAudit recomputes the hash chain of every partition of
@@ -202,6 +212,14 @@ func VerifyAudit(ctx context.Context, conn driver.Conn, database string, opts Ve
 		}
 	}
 	report.checkPartitions()
+	if opts.Kafka != nil {
+		problems, err := VerifyKafkaWitness(ctx, conn, database, *opts.Kafka, opts.SinkGroup)
+		if err != nil {
+			return report, fmt.Errorf("compare with Kafka (pass --kafka=false to skip): %w", err)
+		}
+		report.KafkaChecked = true
+		report.addProblems(problems)
+	}
 	return report, nil
 }
 

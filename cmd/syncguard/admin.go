@@ -134,7 +134,7 @@ func keysCommand(_ context.Context, args []string) error {
 // stored in ClickHouse.
 func auditCommand(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(os.Stderr, "usage: syncguard audit verify [--config FILE] [--public-keys FILE] [--expect-partitions N]")
+		fmt.Fprintln(os.Stderr, "usage: syncguard audit verify [--config FILE] [--public-keys FILE] [--expect-partitions N] [--kafka=false] [--allow-no-checkpoints]")
 		return errUsage
 	}
 	fset := flag.NewFlagSet("audit verify", flag.ContinueOnError)
@@ -143,6 +143,8 @@ func auditCommand(ctx context.Context, args []string) error {
 		"instead of the keyring of keys.keyring_file")
 	expect := fset.Int("expect-partitions", 0, "partition count of the audit topic; partitions 0..N-1 without rows "+
 		"and checkpoints are then reported missing (0: check only the partitions found in ClickHouse)")
+	withKafka := fset.Bool("kafka", true, "also check that audit_log holds the last audit record before the sink group's committed offset "+
+		"in Kafka, which anchors the newest rows that no checkpoint covers yet")
 	allowUnanchored := fset.Bool("allow-no-checkpoints", false, "pass a chain that has rows but no checkpoint at all "+
 		"(a sink that ran without a checkpoint key); without it such a chain fails, because deleting every checkpoint "+
 		"would otherwise hide any change")
@@ -166,10 +168,14 @@ func auditCommand(ctx context.Context, args []string) error {
 	}
 	defer func() { _ = conn.Close() }()
 
-	report, err := sinks.VerifyAudit(ctx, conn, cfg.Sink.ClickHouse.Database, sinks.VerifyOptions{
-		Verifier:         verifier,
-		ExpectPartitions: *expect,
-	})
+	opts := sinks.VerifyOptions{Verifier: verifier, ExpectPartitions: *expect}
+	if *withKafka {
+		if err := cfg.Kafka.Validate(); err != nil {
+			return fmt.Errorf("invalid configuration: %w", err)
+		}
+		opts.Kafka, opts.SinkGroup = &cfg.Kafka, cfg.Sink.Group
+	}
+	report, err := sinks.VerifyAudit(ctx, conn, cfg.Sink.ClickHouse.Database, opts)
 	if err != nil {
 		return err
 	}
@@ -214,6 +220,9 @@ func printAuditReport(report sinks.ChainReport) {
 	if report.Rows > 0 && report.Checkpoints == 0 {
 		fmt.Println("warning: audit_checkpoints is empty, so nothing anchors the chain; rows could be rewritten or removed unnoticed")
 	}
+	if report.KafkaChecked {
+		fmt.Println("kafka: audit_log compared with the sink group's committed offsets of the audit topic")
+	}
 }
 
 func auditResult(report sinks.ChainReport) error {
@@ -229,7 +238,7 @@ func auditResult(report sinks.ChainReport) error {
 		if len(report.Problems) > 0 {
 			first = report.Problems[0].String()
 		}
-		return fmt.Errorf("audit chain broken: %d checkpoint problems, first: %s", n, first)
+		return fmt.Errorf("audit chain broken: %d checkpoint problems and %d problems listed, first: %s", n, len(report.Problems), first)
 	}
 	if report.Rows == 0 || report.Checkpoints > 0 {
 		fmt.Printf("audit chain intact: %d rows, %d checkpoints\n", report.Rows, report.Checkpoints)

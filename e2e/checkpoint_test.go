@@ -160,6 +160,28 @@ func TestAuditVerifyKafkaWitness(t *testing.T) {
 		t.Fatalf("audit verify before tampering: %s", out)
 	}
 
+	verify := func(args ...string) (string, error) {
+		cmd := exec.Command(binary, append([]string{"audit", "verify", "--config", s.configPath}, args...)...)
+		cmd.Env = childEnv()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	// A changed event id at the newest row: Kafka holds another event there.
+	var newest int64
+	if err := s.ch.QueryRow(ctx, fmt.Sprintf("SELECT max(kafka_offset) FROM %s.audit_log WHERE kafka_partition = %d", s.database, partition)).Scan(&newest); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ch.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.audit_log UPDATE id = 'forged-id' WHERE kafka_partition = %d AND kafka_offset = %d", s.database, partition, newest)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the update", func() bool {
+		return s.count("SELECT count() FROM system.mutations WHERE database = ? AND is_done = 0", s.database) == 0
+	})
+	if out, err := verify(); err == nil || !strings.Contains(out, "committed_row_changed") {
+		t.Errorf("audit verify after the newest row's id changed: err %v, output does not name committed_row_changed:\n%s", err, out)
+	}
+
 	for _, table := range []string{"audit_log", "audit_checkpoints"} {
 		q := fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE kafka_partition = %d AND kafka_offset > %d", s.database, table, partition, anchored)
 		if err := s.ch.Exec(ctx, q); err != nil {
@@ -173,12 +195,6 @@ func TestAuditVerifyKafkaWitness(t *testing.T) {
 		t.Fatalf("%d rows left after offset %d", n, anchored)
 	}
 
-	verify := func(args ...string) (string, error) {
-		cmd := exec.Command(binary, append([]string{"audit", "verify", "--config", s.configPath}, args...)...)
-		cmd.Env = childEnv()
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
 	// ClickHouse alone cannot tell: this is the gap the witness closes.
 	if out, err := verify("--kafka=false"); err != nil {
 		t.Fatalf("audit verify without Kafka should pass the consistent shorter chain:\n%s", out)

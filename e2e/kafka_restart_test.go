@@ -50,7 +50,7 @@ func (k *privateKafka) run(action string) {
 }
 
 // TestPipelineSurvivesKafkaRestart stops the broker under a running
-// pipeline and starts it again: the process must keep running, answer 503
+// pipeline and starts it again: the process must keep running, respond 503
 // while Kafka is away, become ready again and store new webhooks, without
 // a restart of its own.
 func TestPipelineSurvivesKafkaRestart(t *testing.T) {

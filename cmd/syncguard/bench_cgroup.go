@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// cgroupCPURoot is where the cgroup v1 cpu controller is mounted on the
+// cgroupCPURoot is the mount point of the cgroup v1 cpu controller on the
 // development machines.
 const cgroupCPURoot = "/sys/fs/cgroup/cpu"
 

@@ -96,12 +96,6 @@ const replayMACLen = sha256.Size
 // key, apart from the raw records' keys.
 const replayMACLabel = "syncguard replay record mac v1"
 
-// maxReplayClockAhead is how far in the future a record's time may lie on
-// the reader's clock. Later records are ignored: no instance's clock
-// should be that far off, and a claim that lived on the writer's clock
-// could otherwise outlive its proof by as much.
-const maxReplayClockAhead = time.Minute
-
 func newReplayLog(topic string, producer *kgo.Client, envelopeKey []byte, ttl time.Duration, max int, now func() time.Time, wait prometheus.Observer) *replayLog {
 	m := hmac.New(sha256.New, envelopeKey)
 	m.Write([]byte(replayMACLabel))
@@ -212,15 +206,10 @@ func (l *replayLog) applyRecord(r *kgo.Record) bool {
 	if !ok || len(body) < claimBodyLen {
 		return false
 	}
+	// The writer's time in the body is not used: a writer whose clock is
+	// off, ahead or behind, must neither expire other claims nor have its
+	// own ignored.
 	now := l.now()
-	at := time.Unix(0, int64(binary.BigEndian.Uint64(body[1:claimBodyLen])))
-	if at.After(now.Add(maxReplayClockAhead)) {
-		return false
-	}
-	if at.Before(now.Add(-l.seen.ttl - replayStartSkew)) {
-		// Expired on any clock: nothing to remember.
-		return true
-	}
 	switch body[0] {
 	case claimRecordVersion:
 		if len(r.Key) != len(cacheKey{}) || len(body) != claimBodyLen {
@@ -246,14 +235,18 @@ func (l *replayLog) applyRecord(r *kgo.Record) bool {
 	}
 }
 
-// seal returns body followed by its MAC, which also covers the record
-// key.
+// seal returns body followed by its MAC, which also covers the topic name
+// and the record key, so that a record copied from another deployment's
+// topic, or under another key, does not verify even where both share a
+// keyring.
 func (l *replayLog) seal(key, body []byte) []byte {
 	m := hmac.New(sha256.New, l.macKey)
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(key)))
-	m.Write(n[:])
-	m.Write(key)
+	for _, part := range [][]byte{[]byte(l.topic), key} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(part)))
+		m.Write(n[:])
+		m.Write(part)
+	}
 	m.Write(body)
 	return m.Sum(body)
 }
@@ -384,7 +377,7 @@ func newReplayLogFor(s *Server, reg prometheus.Registerer) (*replayLog, error) {
 	})
 	invalid := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "syncguard_ingest_replay_invalid_records_total",
-		Help: "Records of the replay topic dropped for a bad MAC, an unknown format or a time over a minute ahead; any is a sign of tampering or of an instance with another envelope key.",
+		Help: "Records of the replay topic dropped for a bad MAC or an unknown format; any is a sign of tampering, of a record copied from another topic, or of an instance with another envelope key.",
 	})
 	l := newReplayLog(s.replayTopic, s.client, s.envelopeKey, 2*s.cfg.SyncAuth.DPoPMaxAge, s.cfg.SyncAuth.DPoPReplayCacheMax, s.now, wait)
 	l.accepted = s.idem.learn

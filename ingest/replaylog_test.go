@@ -46,6 +46,9 @@ func TestReplayRecordsNeedMAC(t *testing.T) {
 
 	forger := newReplayLog(h.kafka.Topic(schemas.TopicReplay), h.client, []byte("not the envelope key, 32 bytes!"), time.Minute, 10, time.Now, nil)
 	produceReplay(t, h, key[:], forger.seal(key[:], claimBody(h.clock())))
+	// A deployment with another topic prefix and the same keyring.
+	neighbour := newReplayLog("other."+schemas.TopicReplay, h.client, h.envelope, time.Minute, 10, time.Now, nil)
+	produceReplay(t, h, key[:], neighbour.seal(key[:], claimBody(h.clock())))
 	produceReplay(t, h, key[:], append(claimBody(h.clock()), make([]byte, replayMACLen)...))
 	produceReplay(t, h, key[:], claimBody(h.clock()))
 
@@ -56,8 +59,8 @@ func TestReplayRecordsNeedMAC(t *testing.T) {
 	body = append(append(body, "forged-request"...), stored[:]...)
 	produceReplay(t, h, []byte("forged-request"), forger.seal([]byte("forged-request"), body))
 
-	if got := gaugeValue(t, h, "syncguard_ingest_replay_invalid_records_total"); got != 4 {
-		t.Errorf("invalid replay records = %v, want 4", got)
+	if got := gaugeValue(t, h, "syncguard_ingest_replay_invalid_records_total"); got != 5 {
+		t.Errorf("invalid replay records = %v, want 5", got)
 	}
 	if rec := h.do(r.request(r.sign())); rec.Code != http.StatusAccepted {
 		t.Errorf("proof after forged claims: status = %d; body %s", rec.Code, rec.Body.String())
@@ -66,9 +69,9 @@ func TestReplayRecordsNeedMAC(t *testing.T) {
 	checkResults(t, resp, wantResult{status: eventAccepted})
 }
 
-// TestReplayClaimsSurviveSkewedWriter checks that a record from an
-// instance whose clock runs ahead does not expire the claims of the
-// others, and that a record too far ahead is ignored.
+// TestReplayClaimsSurviveSkewedWriter checks that records from instances
+// whose clocks run ahead do not expire the claims of the others, and that
+// their own claims count however far off their clocks are.
 func TestReplayClaimsSurviveSkewedWriter(t *testing.T) {
 	h := dpopHarness(t, nil)
 	r := newDPoPRequest(h, newECDPoPKey(t), newECDPoPKey(t), nil)
@@ -79,12 +82,16 @@ func TestReplayClaimsSurviveSkewedWriter(t *testing.T) {
 	h.advance(30 * time.Second)
 
 	log := h.srv.replay
-	for _, ahead := range []time.Duration{50 * time.Second, 100 * time.Second} {
+	skewed := []time.Duration{50 * time.Second, 100 * time.Second, time.Hour, -time.Hour}
+	for _, ahead := range skewed {
 		other := keyOf("other-jkt", "jti-ahead-"+ahead.String())
 		produceReplay(t, h, other[:], log.seal(other[:], claimBody(h.clock().Add(ahead))))
 	}
-	if got := gaugeValue(t, h, "syncguard_ingest_replay_invalid_records_total"); got != 1 {
-		t.Errorf("invalid replay records = %v, want 1 for the record 100s ahead", got)
+	if got := gaugeValue(t, h, "syncguard_ingest_replay_invalid_records_total"); got != 0 {
+		t.Errorf("invalid replay records = %v, want 0", got)
+	}
+	if got := gaugeValue(t, h, "syncguard_ingest_dpop_replay_cache_entries"); got != float64(1+len(skewed)) {
+		t.Errorf("live claims = %v, want %d: the first proof's and every skewed writer's", got, 1+len(skewed))
 	}
 	r.claims["iat"] = h.clock().Unix()
 	wantProblem(t, h.do(r.request(r.sign())), http.StatusUnauthorized, schemas.ReasonInvalidDPoPProof)

@@ -284,10 +284,7 @@ func TestIntegrationBlocksReachEveryInstance(t *testing.T) {
 	kcfg.Brokers = brokers
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := kcfg.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteTopics(t, kcfg.TopicPrefix, brokers) })
+	testenv.CreateTopics(t, kcfg)
 
 	keys := newTestKeys(t)
 	var bases []string

@@ -3,12 +3,10 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/testenv"
@@ -25,10 +23,7 @@ func TestIntegrationWebhookToKafka(t *testing.T) {
 	kcfg.Partitions = 1
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := kcfg.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteTopics(t, kcfg.TopicPrefix, brokers) })
+	testenv.CreateTopics(t, kcfg)
 
 	cfg := testConfig(newTestKeys(t))
 	srv, err := New(Options{Config: cfg, Kafka: kcfg, EnvelopeKey: make([]byte, 32)})
@@ -96,24 +91,5 @@ func TestIntegrationWebhookToKafka(t *testing.T) {
 	}
 	if !bytes.Contains(audit[0].Value, []byte(requestID)) {
 		t.Errorf("audit record %s does not name request %s", audit[0].Value, requestID)
-	}
-}
-
-func deleteTopics(t *testing.T, prefix string, brokers []string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var names []string
-	for _, s := range schemas.AllTopics {
-		names = append(names, schemas.Topic(prefix, s))
-	}
-	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, names...); err != nil {
-		t.Log(fmt.Errorf("delete test topics: %w", err))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -33,10 +34,7 @@ func TestLoadLoopback(t *testing.T) {
 		kcfg := testKafkaConfig()
 		kcfg.Brokers = []string{brokers}
 		kcfg.Partitions = 3
-		if err := kcfg.EnsureTopics(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { deleteTopics(t, kcfg.TopicPrefix, kcfg.Brokers) })
+		testenv.CreateTopics(t, kcfg)
 		keys := newTestKeys(t)
 		h = newHarnessOn(t, testConfig(keys), kcfg, keys)
 	} else {

@@ -22,6 +22,7 @@ import (
 	"github.com/syncguard/syncguard/internal/config"
 	"github.com/syncguard/syncguard/internal/kafkaclient"
 	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -82,19 +83,15 @@ func newKfakeHarness(t *testing.T) *harness {
 	return h
 }
 
-// newBrokerHarness creates the pipeline topics on the real Kafka at brokers.
+// newBrokerHarness creates the pipeline topics on the real Kafka at brokers
+// and deletes them when the test ends.
 func newBrokerHarness(t *testing.T, brokers []string) *harness {
 	t.Helper()
 	cfg := kafkaclient.Defaults()
 	cfg.Brokers = brokers
 	cfg.TopicPrefix = randomPrefix(t)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := cfg.EnsureTopics(ctx); err != nil {
-		t.Fatalf("create topics: %v", err)
-	}
+	testenv.CreateTopics(t, cfg)
 	h := newHarness(t, cfg)
-	t.Cleanup(func() { h.deleteTopics() })
 	h.init()
 	return h
 }
@@ -113,21 +110,6 @@ func (h *harness) init() {
 	}
 	t.Cleanup(h.producer.Close)
 	h.out = newCollector(t, h.kafka)
-}
-
-func (h *harness) deleteTopics() {
-	cl, err := h.kafka.NewClient()
-	if err != nil {
-		return
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var names []string
-	for _, s := range schemas.AllTopics {
-		names = append(names, h.kafka.Topic(s))
-	}
-	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 }
 
 func (h *harness) config() Config {

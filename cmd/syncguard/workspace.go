@@ -13,7 +13,6 @@ import (
 	"github.com/syncguard/syncguard/internal/config"
 	"github.com/syncguard/syncguard/internal/keys"
 	"github.com/syncguard/syncguard/internal/loadgen"
-	"github.com/syncguard/syncguard/schemas"
 	"github.com/syncguard/syncguard/sinks"
 )
 
@@ -117,18 +116,11 @@ func (w *workspace) deleteTopics() {
 	if w.cfg.Kafka.InProcess {
 		return
 	}
-	cl, err := w.cfg.Kafka.NewClient()
-	if err != nil {
-		return
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	names := make([]string, 0, len(schemas.AllTopics))
-	for _, s := range schemas.AllTopics {
-		names = append(names, w.cfg.Kafka.Topic(s))
+	if err := w.cfg.Kafka.DeleteTopics(ctx); err != nil {
+		say("could not delete the run's topics: %v", err)
 	}
-	_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 }
 
 // waitDrained waits until the processor, detector and sink groups have

@@ -223,3 +223,23 @@ func (c Config) allTopicNames() []string {
 	}
 	return names
 }
+
+// DeleteTopics deletes every pipeline topic of c's prefix. Topics that do
+// not exist are not an error.
+func (c Config) DeleteTopics(ctx context.Context) error {
+	cl, err := c.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resps, err := kadm.NewClient(cl).DeleteTopics(ctx, c.allTopicNames()...)
+	if err != nil {
+		return fmt.Errorf("delete topics of prefix %s: %w", c.TopicPrefix, err)
+	}
+	for _, r := range resps.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			return fmt.Errorf("delete topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}

@@ -14,10 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"github.com/syncguard/syncguard/internal/kafkaclient"
-	"github.com/syncguard/syncguard/schemas"
 )
 
 // Environment variables that scripts/services.sh env prints.
@@ -80,18 +77,11 @@ func CreateTopics(t testing.TB, cfg kafkaclient.Config) {
 		if os.Getenv("SYNCGUARD_E2E_KEEP") != "" {
 			return
 		}
-		cl, err := cfg.NewClient()
-		if err != nil {
-			return
-		}
-		defer cl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		names := make([]string, 0, len(schemas.AllTopics))
-		for _, s := range schemas.AllTopics {
-			names = append(names, cfg.Topic(s))
+		// A topic left behind costs disk, not correctness.
+		if err := cfg.DeleteTopics(ctx); err != nil {
+			t.Logf("delete test topics: %v", err)
 		}
-		// Best effort: a topic left behind costs disk, not correctness.
-		_, _ = kadm.NewClient(cl).DeleteTopics(ctx, names...)
 	})
 }

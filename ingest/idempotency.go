@@ -52,14 +52,10 @@ func (i *idempotency) lookup(device, id string, now time.Time) (acceptedEvent, b
 	return i.cache.get(keyOf(device, id), now)
 }
 
-// learn records an event that an instance, this one or another, stored in
-// request requestID at time at, as read from the replay topic.
-func (i *idempotency) learn(k cacheKey, requestID string, at time.Time) {
-	i.cache.add(k, acceptedEvent{requestID: requestID}, at)
-}
-
 // remember records that Kafka acknowledged the event with key k, the
-// keyOf its device and event id, in request requestID.
+// keyOf its device and event id, in request requestID: an event this
+// instance stored, or one another instance stored, read from the replay
+// topic.
 func (i *idempotency) remember(k cacheKey, requestID string, now time.Time) {
 	i.cache.add(k, acceptedEvent{requestID: requestID}, now)
 }

@@ -235,11 +235,10 @@ func (l *replayLog) applyRecord(r *kgo.Record) bool {
 	}
 }
 
-// seal returns body followed by its MAC, which also covers the topic name
-// and the record key, so that a record copied from another deployment's
-// topic, or under another key, does not verify even where both share a
-// keyring.
-func (l *replayLog) seal(key, body []byte) []byte {
+// mac returns the MAC of a record. It also covers the topic name and the
+// record key, so that a record copied from another deployment's topic, or
+// under another key, does not verify even where both share a keyring.
+func (l *replayLog) mac(key, body []byte) []byte {
 	m := hmac.New(sha256.New, l.macKey)
 	for _, part := range [][]byte{[]byte(l.topic), key} {
 		var n [4]byte
@@ -248,7 +247,12 @@ func (l *replayLog) seal(key, body []byte) []byte {
 		m.Write(part)
 	}
 	m.Write(body)
-	return m.Sum(body)
+	return m.Sum(nil)
+}
+
+// seal returns body followed by its MAC.
+func (l *replayLog) seal(key, body []byte) []byte {
+	return append(body, l.mac(key, body)...)
 }
 
 // open checks the MAC at the end of value and returns the body before it.
@@ -257,8 +261,7 @@ func (l *replayLog) open(key, value []byte) ([]byte, bool) {
 		return nil, false
 	}
 	body, tag := value[:len(value)-replayMACLen], value[len(value)-replayMACLen:]
-	want := l.seal(key, append([]byte(nil), body...))[len(body):]
-	return body, hmac.Equal(tag, want)
+	return body, hmac.Equal(tag, l.mac(key, body))
 }
 
 // publishAccepted publishes which events request requestID stored, so
@@ -380,7 +383,7 @@ func newReplayLogFor(s *Server, reg prometheus.Registerer) (*replayLog, error) {
 		Help: "Records of the replay topic dropped for a bad MAC or an unknown format; any is a sign of tampering, of a record copied from another topic, or of an instance with another envelope key.",
 	})
 	l := newReplayLog(s.replayTopic, s.client, s.envelopeKey, 2*s.cfg.SyncAuth.DPoPMaxAge, s.cfg.SyncAuth.DPoPReplayCacheMax, s.now, wait)
-	l.accepted = s.idem.learn
+	l.accepted = s.idem.remember
 	l.invalid = invalid.Inc
 	l.publishFailed = func(err error) {
 		publishFailed.Inc()

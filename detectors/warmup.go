@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/syncguard/syncguard/internal/kafkaclient"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -77,62 +78,28 @@ func (e *Engine) replayUncounted(ctx context.Context, partitions []int32) (int, 
 	}
 
 	// ranges holds [from, to) per partition with something to read.
-	ranges := make(map[int32][2]int64)
-	offsets := make(map[int32]kgo.Offset)
+	ranges := make(map[int32]kafkaclient.Range)
 	for _, p := range partitions {
 		c, ok := committed.Lookup(topic, p)
 		s, listed := since.Lookup(topic, p)
 		if !ok || c.Err != nil || c.At <= 0 || !listed || s.Offset < 0 || s.Offset >= c.At {
 			continue
 		}
-		ranges[p] = [2]int64{s.Offset, c.At}
-		offsets[p] = kgo.NewOffset().At(s.Offset)
+		ranges[p] = kafkaclient.Range{From: s.Offset, To: c.At}
 	}
-	if len(ranges) == 0 {
-		return 0, nil
-	}
-
-	reader, err := e.kafka.NewClient(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
-	if err != nil {
-		return 0, err
-	}
-	defer reader.Close()
 
 	read := 0
-	for len(ranges) > 0 {
+	err = e.kafka.ReadRanges(ctx, topic, ranges, func(r *kgo.Record) error {
 		if read >= warmUpMaxRecords {
-			return read, fmt.Errorf("stopped after %d records, the warm-up limit", read)
+			return fmt.Errorf("stopped after %d records, the warm-up limit", read)
 		}
-		fetches := reader.PollRecords(ctx, maxPollRecords)
-		if err := ctx.Err(); err != nil {
-			return read, err
+		var ev schemas.AuditEvent
+		if json.Unmarshal(r.Value, &ev) != nil {
+			return nil
 		}
-		if err := fetches.Err0(); err != nil {
-			return read, err
-		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			rng, ok := ranges[r.Partition]
-			if !ok || r.Offset >= rng[1] {
-				delete(ranges, r.Partition)
-				return
-			}
-			if r.Offset == rng[1]-1 {
-				delete(ranges, r.Partition)
-			}
-			if r.Attrs.IsControl() {
-				return
-			}
-			var ev schemas.AuditEvent
-			if json.Unmarshal(r.Value, &ev) != nil {
-				return
-			}
-			read++
-			e.rules.ObservePartition(r.Partition, ev)
-		})
-	}
-	return read, nil
+		read++
+		e.rules.ObservePartition(r.Partition, ev)
+		return nil
+	})
+	return read, err
 }

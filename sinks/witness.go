@@ -101,41 +101,22 @@ func VerifyKafkaWitness(ctx context.Context, conn driver.Conn, database string, 
 // lastRecord returns the offset and event id of the last committed audit
 // record of partition in [from, to).
 func lastRecord(ctx context.Context, kcfg kafkaclient.Config, topic string, partition int32, from, to int64) (int64, string, bool, error) {
-	cl, err := kcfg.NewClient(
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)
-	if err != nil {
-		return 0, "", false, err
-	}
-	defer cl.Close()
-
 	var (
 		offset int64
 		id     string
 		found  bool
 	)
-	for next := from; next < to; {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return 0, "", false, fmt.Errorf("read %s partition %d: %w", topic, partition, err)
+	err := kcfg.ReadRanges(ctx, topic, map[int32]kafkaclient.Range{partition: {From: from, To: to}}, func(r *kgo.Record) error {
+		var ev struct {
+			ID string `json:"id"`
 		}
-		if err := fetches.Err0(); err != nil {
-			return 0, "", false, fmt.Errorf("read %s partition %d: %w", topic, partition, err)
+		if json.Unmarshal(r.Value, &ev) == nil && ev.ID != "" {
+			offset, id, found = r.Offset, ev.ID, true
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			next = max(next, r.Offset+1)
-			if r.Offset >= to || r.Attrs.IsControl() {
-				return
-			}
-			var ev struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal(r.Value, &ev) == nil && ev.ID != "" {
-				offset, id, found = r.Offset, ev.ID, true
-			}
-		})
+		return nil
+	})
+	if err != nil {
+		return 0, "", false, fmt.Errorf("partition %d: %w", partition, err)
 	}
 	return offset, id, found, nil
 }

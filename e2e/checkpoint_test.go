@@ -161,10 +161,7 @@ func TestAuditVerifyKafkaWitness(t *testing.T) {
 	}
 
 	verify := func(args ...string) (string, error) {
-		cmd := exec.Command(binary, append([]string{"audit", "verify", "--config", s.configPath}, args...)...)
-		cmd.Env = childEnv()
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return s.run(append([]string{"audit", "verify", "--config", s.configPath}, args...)...)
 	}
 
 	// A changed event id at the newest row: Kafka holds another event there.

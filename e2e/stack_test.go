@@ -228,13 +228,19 @@ func (s *stack) writeConfig(v configValues) {
 // mustRun runs a one-shot syncguard command and fails the test on error.
 func (s *stack) mustRun(args ...string) string {
 	s.t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = childEnv()
-	out, err := cmd.CombinedOutput()
+	out, err := s.run(args...)
 	if err != nil {
 		s.t.Fatalf("syncguard %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+// run runs the syncguard binary with args and returns its combined output.
+func (s *stack) run(args ...string) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // start runs `syncguard run` and waits until /readyz returns 200.

@@ -253,8 +253,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 
 // admitClaims rejects a sync request whose bearer token carries a revoked
 // jti. It reads the claim before the token is verified. That is safe
-// because it can only reject, and with the same response that any invalid
-// token gets, so it tells a prober nothing.
+// because it can only reject, with the same response that any invalid
+// token gets, so a prober learns nothing from it.
 //
 // Device blocks are not checked here: a 403 before authentication would
 // let anyone learn which devices are blocked. admitDevice checks them once

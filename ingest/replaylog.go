@@ -28,9 +28,11 @@ var errClaimLogBehind = errors.New("the replay log follower did not reach the cl
 
 // replayLog is a set-if-absent store that every ingest instance shares,
 // built on the replay topic. It also carries the sync events each
-// instance stored, so that every instance can report a replay. A claim is a record keyed by the hashed
-// identity; the topic's partitioner sends every claim of one key to the
-// same partition, where Kafka orders them. Each instance reads every
+// instance stored, so that every instance can report a replay.
+//
+// A claim is a record keyed by the hashed identity. The topic's
+// partitioner sends every claim of one key to the same partition, where
+// Kafka orders them. Each instance reads every
 // partition, so after it has read past its own record it knows every
 // claim of that key that came before, and the lowest offset wins. Two
 // instances racing on one key thus agree on the winner without any other

@@ -164,10 +164,10 @@ func New(opts Options) (*Server, error) {
 		}
 		s.client, err = opts.Kafka.NewClient(
 			// Acks from all in-sync replicas on an idempotent producer
-			// (kgo's defaults, restated because the responses depend on
-			// them), and a short linger: on the 2-core benchmark machine
-			// 1 ms raised the highest webhook rate by about a quarter
-			// and added about 1.5 ms to the median ack.
+			// are kgo's defaults, restated because the responses depend
+			// on them. On the 2-core benchmark machine a 1 ms linger
+			// raised the highest webhook rate by about a quarter and
+			// added about 1.5 ms to the median ack.
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(opts.Config.ProduceLinger),
 		)

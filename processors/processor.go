@@ -166,7 +166,7 @@ func (p *Processor) TransactionalID() string {
 // polling, finishes the current batch, ends its transaction with a commit,
 // leaves the group and closes its clients, in that order. It returns nil on
 // such a clean stop. When Kafka fails in a way that a retry in the same
-// session cannot fix, it replaces the session after a pause; it returns an
+// session cannot fix, it replaces the session after a pause. It returns an
 // error only when no session can be created.
 func (p *Processor) Run(ctx context.Context) error {
 	if p.started.Swap(true) {

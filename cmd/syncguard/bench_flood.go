@@ -331,6 +331,7 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 	}
 	reportPath := filepath.Join(filepath.Dir(b.logPath), "flood-report.json")
 	_ = os.Remove(reportPath)
+
 	args := []string{
 		"-n", strconv.Itoa(b.floodNice), exe, "loadgen",
 		"--target", flood.Target,
@@ -349,6 +350,7 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+
 	var quota *cpuQuota
 	if b.floodQuota > 0 {
 		if quota, err = newCPUQuota(fmt.Sprintf("syncguard-flood-%d", os.Getpid()), b.floodQuota); err != nil {
@@ -356,18 +358,20 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 		}
 		defer quota.remove()
 	}
+
 	if err := cmd.Start(); err != nil {
 		return loadgen.Report{}, fmt.Errorf("flood process: %w", err)
 	}
 	if quota != nil {
-		// The process runs unlimited for the moment before this; its
-		// connections are still being opened then.
+		// The process runs unlimited until it is moved into the group,
+		// while it is still opening its connections.
 		if err := quota.add(cmd.Process.Pid); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return loadgen.Report{}, err
 		}
 	}
+
 	if err := cmd.Wait(); err != nil {
 		return loadgen.Report{}, fmt.Errorf("flood process: %w: %s", err, lastLines(stderr.String(), 5))
 	}

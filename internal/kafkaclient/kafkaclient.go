@@ -45,7 +45,7 @@ type Config struct {
 	// before aborting it. Consumers reading committed records wait at most
 	// this long behind a transaction of a process that died for good.
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
-	// FetchMinBytes is how many bytes the broker gathers before it answers
+	// FetchMinBytes is how many bytes the broker gathers before it returns
 	// a fetch of the processor, detector and sink, unless FetchMaxWait
 	// passes first. Larger fetches cost the broker fewer requests per
 	// record under load, at the price of up to FetchMaxWait of delay per

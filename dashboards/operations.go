@@ -40,10 +40,11 @@ func Operations() Dashboard {
 			promTarget(`sum(rate(syncguard_ingest_requests_total{reason="unavailable"}[$__rate_interval]))`, "503 unavailable")),
 
 		timeSeriesPanel(12, "Request duration p50 / p99",
-			"Ingest request duration by route, from the request duration histogram.",
+			"Ingest request duration by route, and the part of it spent waiting for Kafka to acknowledge the raw records. A p99 that follows the Kafka wait points at the broker, one that does not at ingest itself.",
 			"s",
 			promTarget(`histogram_quantile(0.5, sum by (le, route) (rate(syncguard_ingest_request_duration_seconds_bucket[$__rate_interval])))`, "p50 {{route}}"),
-			promTarget(`histogram_quantile(0.99, sum by (le, route) (rate(syncguard_ingest_request_duration_seconds_bucket[$__rate_interval])))`, "p99 {{route}}")),
+			promTarget(`histogram_quantile(0.99, sum by (le, route) (rate(syncguard_ingest_request_duration_seconds_bucket[$__rate_interval])))`, "p99 {{route}}"),
+			promTarget(`histogram_quantile(0.99, sum by (le) (rate(syncguard_ingest_produce_seconds_bucket[$__rate_interval])))`, "p99 Kafka acknowledgement")),
 		timeSeriesPanel(12, "Produce errors and audit drops",
 			"Raw records Kafka did not acknowledge (their requests got 503), and audit events ingest could not deliver.",
 			"ops",

@@ -27,6 +27,7 @@ func (s *Server) produceAll(parent context.Context, recs []*kgo.Record) []error 
 	ctx, cancel := context.WithTimeout(parent, s.cfg.ProduceTimeout)
 	defer cancel()
 
+	start := time.Now()
 	errs := make([]error, len(recs))
 	received := make([]bool, len(recs))
 	// The channel has room for every record, so that promises arriving
@@ -78,7 +79,9 @@ wait:
 	}
 	switch {
 	case failed == 0:
-		s.lastKafkaOK.Store(time.Now().UnixNano())
+		now := time.Now()
+		s.metrics.produceWait.Observe(now.Sub(start).Seconds())
+		s.lastKafkaOK.Store(now.UnixNano())
 	case parent.Err() == nil:
 		// Only failures that are not the client's own cancellation count
 		// against readiness.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -325,15 +324,11 @@ func (b *benchPipeline) runFloodPhases(ctx context.Context, phases []floodPhaseS
 // CPU time the pipeline leaves idle, hence the nice value, and by default
 // only one CPU, where the kernel also handles its loopback traffic.
 func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (loadgen.Report, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return loadgen.Report{}, fmt.Errorf("find the syncguard binary for the flood process: %w", err)
+	wrap := []string{"nice", "-n", strconv.Itoa(b.floodNice)}
+	if b.floodCPUs != "" {
+		wrap = append([]string{"taskset", "-c", b.floodCPUs}, wrap...)
 	}
-	reportPath := filepath.Join(filepath.Dir(b.logPath), "flood-report.json")
-	_ = os.Remove(reportPath)
-
 	args := []string{
-		"-n", strconv.Itoa(b.floodNice), exe, "loadgen",
 		"--target", flood.Target,
 		"--rate", strconv.FormatFloat(flood.Rate, 'f', -1, 64),
 		"--duration", flood.Duration.String(),
@@ -341,41 +336,20 @@ func (b *benchPipeline) sendFlood(ctx context.Context, flood loadgen.Config) (lo
 		"--mix", "forged=1",
 		"--source-addr", flood.SourceAddr,
 		"--seed", strconv.FormatInt(b.floodSeed, 10),
-		"--report-json", reportPath,
 	}
-	name := "nice"
-	if b.floodCPUs != "" {
-		name, args = "taskset", append([]string{"-c", b.floodCPUs, "nice"}, args...)
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 
-	var quota *cpuQuota
+	var started func(int) error
 	if b.floodQuota > 0 {
-		if quota, err = newCPUQuota(fmt.Sprintf("syncguard-flood-%d", os.Getpid()), b.floodQuota); err != nil {
+		quota, err := newCPUQuota(fmt.Sprintf("syncguard-flood-%d", os.Getpid()), b.floodQuota)
+		if err != nil {
 			return loadgen.Report{}, err
 		}
 		defer quota.remove()
-	}
-
-	if err := cmd.Start(); err != nil {
-		return loadgen.Report{}, fmt.Errorf("flood process: %w", err)
-	}
-	if quota != nil {
 		// The process runs unlimited until it is moved into the group,
 		// while it is still opening its connections.
-		if err := quota.add(cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			return loadgen.Report{}, err
-		}
+		started = quota.add
 	}
-
-	if err := cmd.Wait(); err != nil {
-		return loadgen.Report{}, fmt.Errorf("flood process: %w: %s", err, lastLines(stderr.String(), 5))
-	}
-	return readReportJSON(reportPath)
+	return runLoadProcess(ctx, filepath.Join(filepath.Dir(b.logPath), "flood-report.json"), wrap, args, started)
 }
 
 // lastLines returns the last n lines of s.

@@ -35,6 +35,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	seed := fset.Int64("seed", time.Now().UnixNano(), "seed of the generated traffic; the same seed repeats message ids")
 	source := fset.String("source-addr", "", "loopback address to send from, such as 127.0.0.2")
 	reportJSON := fset.String("report-json", "", "also write the final report as JSON to this file")
+	trackAcks := fset.Int("track-acks", 0, "with --report-json: list up to this many acknowledged messages, statuses and sync events in it, with the time of each response")
 	if err := fset.Parse(args); err != nil {
 		return errUsage
 	}
@@ -55,7 +56,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 	cfg := loadgen.Config{
 		Target: *target, Rate: *rate, Duration: *duration, Requests: *requests,
-		Concurrency: *concurrency, Mix: weights, SourceAddr: *source, Webhooks: webhooks,
+		Concurrency: *concurrency, Mix: weights, SourceAddr: *source, Webhooks: webhooks, TrackAcks: *trackAcks,
 		Progress: func(s loadgen.Snapshot) {
 			fmt.Fprintf(os.Stderr, "%5.0fs sent %d 2xx %d 4xx %d 5xx %d errors %d rate %.0f/s p99 %s\n",
 				s.Elapsed.Seconds(), s.Sent, s.OK, s.ClientErrors, s.ServerErrors, s.Errors, s.Rate, s.P99)
@@ -86,23 +87,39 @@ func loadgenCommand(ctx context.Context, args []string) error {
 }
 
 // loadReportJSON is the part of a loadgen.Report that --report-json
-// writes: the counts another process needs, without the histogram.
+// writes: the counts, latency quantiles and acknowledgements another
+// process needs, without the histogram itself. Durations are in
+// nanoseconds.
 type loadReportJSON struct {
-	Sent           int64         `json:"sent"`
-	Missed         int64         `json:"missed"`
-	Errors         int64         `json:"errors"`
-	ElapsedSeconds float64       `json:"elapsed_seconds"`
-	Rate           float64       `json:"rate"`
-	ByStatus       map[int]int64 `json:"by_status"`
-	P99Seconds     float64       `json:"p99_seconds"`
+	Sent           int64                  `json:"sent"`
+	Missed         int64                  `json:"missed"`
+	Errors         int64                  `json:"errors"`
+	ElapsedSeconds float64                `json:"elapsed_seconds"`
+	Rate           float64                `json:"rate"`
+	ByStatus       map[int]int64          `json:"by_status"`
+	Latency        loadgen.LatencySummary `json:"latency"`
+	Acks           []ackJSON              `json:"acks,omitempty"`
+	AcksDropped    int64                  `json:"acks_dropped,omitempty"`
+}
+
+// ackJSON is one loadgen.Ack, its time in Unix nanoseconds.
+type ackJSON struct {
+	Kind   loadgen.Kind `json:"kind"`
+	ID     string       `json:"id"`
+	Status string       `json:"status,omitempty"`
+	AtNano int64        `json:"at_unix_nano"`
 }
 
 func writeReportJSON(path string, r loadgen.Report) error {
-	b, err := json.Marshal(loadReportJSON{
+	j := loadReportJSON{
 		Sent: r.Sent, Missed: r.Missed, Errors: r.Errors,
 		ElapsedSeconds: r.Elapsed.Seconds(), Rate: r.Rate, ByStatus: r.ByStatus,
-		P99Seconds: r.Latency.P99.Seconds(),
-	})
+		Latency: r.Latency, AcksDropped: r.AcksDropped,
+	}
+	for _, a := range r.Acks {
+		j.Acks = append(j.Acks, ackJSON{Kind: a.Kind, ID: a.ID, Status: a.Status, AtNano: a.At.UnixNano()})
+	}
+	b, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("--report-json: %w", err)
 	}
@@ -122,11 +139,15 @@ func readReportJSON(path string) (loadgen.Report, error) {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return loadgen.Report{}, fmt.Errorf("read load report %s: %w", path, err)
 	}
-	return loadgen.Report{
+	r := loadgen.Report{
 		Sent: j.Sent, Missed: j.Missed, Errors: j.Errors,
 		Elapsed: time.Duration(j.ElapsedSeconds * float64(time.Second)), Rate: j.Rate, ByStatus: j.ByStatus,
-		Latency: loadgen.LatencySummary{P99: time.Duration(j.P99Seconds * float64(time.Second))},
-	}, nil
+		Latency: j.Latency, AcksDropped: j.AcksDropped,
+	}
+	for _, a := range j.Acks {
+		r.Acks = append(r.Acks, loadgen.Ack{Kind: a.Kind, ID: a.ID, Status: a.Status, At: time.Unix(0, a.AtNano)})
+	}
+	return r, nil
 }
 
 // parseMix reads "webhook=75,sync=20".

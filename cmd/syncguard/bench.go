@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,9 +33,10 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	fset := flag.NewFlagSet("bench", flag.ContinueOnError)
 	brokers := fset.String("brokers", envOr("SYNCGUARD_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
 	clickhouse := fset.String("clickhouse", envOr("SYNCGUARD_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native-protocol address")
-	duration := fset.Duration("duration", 20*time.Second, "length of each measured phase")
+	duration := fset.Duration("duration", 15*time.Second, "length of each measured phase")
 	warmup := fset.Duration("warmup", 20*time.Second, "unmeasured load before the first phase, so that the Kafka broker's JIT compiler has run")
-	concurrency := fset.Int("concurrency", 64, "connections of the load generator")
+	concurrency := fset.Int("concurrency", 256, "connections of the load generator")
+	roundCount := fset.Int("rounds", 3, "rounds of the highest-rate phase, each measuring the do-nothing server and then ingest")
 	dir := fset.String("dir", filepath.Join(".local", "bench"), "folder for the run's keys, configuration and log")
 	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flood := addFloodFlags(fset)
@@ -46,6 +49,9 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 			return profileErr
 		}
 		defer func() { err = errors.Join(err, stopProfile()) }()
+	}
+	if *roundCount < 1 || *roundCount > 100 {
+		return fmt.Errorf("--rounds: must be 1 to 100, got %d", *roundCount)
 	}
 	if flood.enabled {
 		return flood.run(ctx, strings.Split(*brokers, ","), *clickhouse, *duration, *concurrency, *dir)
@@ -93,15 +99,21 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	defer stopBaseline()
 	ingestURL := "http://" + p.ingestAddr()
 
-	load := func(target string, rate float64, seed int64) (loadgen.Report, error) {
-		webhooks, _, _, err := ws.factories(seed, 3, 1)
-		if err != nil {
-			return loadgen.Report{}, err
-		}
-		return loadgen.Run(ctx, loadgen.Config{
-			Target: target, Rate: rate, Duration: *duration, Concurrency: *concurrency,
-			Mix: loadgen.Mix{Webhook: 1}, Webhooks: webhooks, TrackAcks: 1_000_000,
-		})
+	// Every phase's load comes from a child process; see runLoadProcess.
+	// Each phase that reaches ingest has its own seed, and so its own
+	// message ids, which the processor would otherwise drop as
+	// redeliveries. Only the half-load phase lists its acknowledgements.
+	load := func(target string, rate float64, d time.Duration, seed int64, trackAcks int) (loadgen.Report, error) {
+		return runLoadProcess(ctx, filepath.Join(*dir, "load-report.json"), nil, []string{
+			"--target", target,
+			"--rate", strconv.FormatFloat(rate, 'f', -1, 64),
+			"--duration", d.String(),
+			"--concurrency", strconv.Itoa(*concurrency),
+			"--mix", "webhook=1",
+			"--accounts", strconv.Itoa(benchAccounts),
+			"--seed", strconv.FormatInt(seed, 10),
+			"--track-acks", strconv.Itoa(trackAcks),
+		}, nil)
 	}
 
 	// A broker that just started runs interpreted Java until its JIT has
@@ -109,14 +121,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	// the rate of the next ones.
 	if *warmup > 0 {
 		say("warming up for %s", *warmup)
-		webhooks, _, _, err := ws.factories(0, 3, 1)
-		if err != nil {
-			return err
-		}
-		if _, err := loadgen.Run(ctx, loadgen.Config{
-			Target: ingestURL, Duration: *warmup, Concurrency: *concurrency,
-			Mix: loadgen.Mix{Webhook: 1}, Webhooks: webhooks,
-		}); err != nil {
+		if _, err := load(ingestURL, 0, *warmup, 0, 0); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 		if err := ws.waitDrained(ctx, 2*time.Minute); err != nil {
@@ -124,39 +129,64 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 		}
 	}
 
-	// Phase 1: highest sustained rate, closed loop, the baseline first.
-	say("phase 1: highest rate of the do-nothing server (%s, %d connections)", *duration, *concurrency)
-	noop, err := load(baseline, 0, 1)
-	if err != nil {
-		return err
+	// Phase 1: highest sustained rate, closed loop. The do-nothing server
+	// and ingest take turns, so that a slow spell of the machine falls on
+	// both sides of one round's ratio, and the median round is reported.
+	var rounds []benchRound
+	for i := range *roundCount {
+		say("phase 1, round %d of %d: highest rate of the do-nothing server, then of SyncGuard ingest (%s each, %d connections)",
+			i+1, *roundCount, *duration, *concurrency)
+		noop, err := load(baseline, 0, *duration, int64(1+2*i), 0)
+		if err != nil {
+			return err
+		}
+		full, err := load(ingestURL, 0, *duration, int64(2+2*i), 0)
+		if err != nil {
+			return err
+		}
+		// The time the consumers need to catch up shows whether the full
+		// rate is one the whole pipeline sustains, or only ingest. Waiting
+		// also keeps the backlog out of the next round's baseline.
+		drainStart := time.Now()
+		if err := ws.waitDrained(ctx, 5*time.Minute); err != nil {
+			return err
+		}
+		rounds = append(rounds, benchRound{noop: noop, full: full, drained: time.Since(drainStart)})
 	}
-	say("phase 1: highest rate of SyncGuard ingest")
-	full, err := load(ingestURL, 0, 2)
-	if err != nil {
-		return err
-	}
-	fullOK := okCount(full)
-	// The time the consumers need to catch up shows whether the full rate
-	// is one the whole pipeline sustains, or only ingest.
-	drainStart := time.Now()
-	if err := ws.waitDrained(ctx, 5*time.Minute); err != nil {
-		return err
-	}
-	drained := time.Since(drainStart)
+	median := medianRound(rounds)
 
 	// Phase 2: half of SyncGuard's highest rate, open loop, with a watcher
 	// that notes when each sampled message appears in ClickHouse.
-	half := float64(fullOK) / full.Elapsed.Seconds() / 2
+	half := median.fullRate() / 2
 	say("phase 2: %.0f requests/s (half of SyncGuard's highest) for %s", half, *duration)
 	watch := newRowWatcher(ws.cfg.Sink.ClickHouse, name)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- watch.run(watchCtx) }()
-	halfReport, err := load(ingestURL, half, 3)
+	var serveBefore, serveAfter histogramSnapshot
+	waitBefore, err := snapshotHistogram(p.registry, produceWaitMetric)
+	if err == nil {
+		serveBefore, err = snapshotHistogram(p.registry, requestDurationMetric)
+	}
 	if err != nil {
 		stopWatch()
 		return err
 	}
+	halfReport, err := load(ingestURL, half, *duration, halfLoadSeed, maxTrackedAcks)
+	if err != nil {
+		stopWatch()
+		return err
+	}
+	waitAfter, err := snapshotHistogram(p.registry, produceWaitMetric)
+	if err == nil {
+		serveAfter, err = snapshotHistogram(p.registry, requestDurationMetric)
+	}
+	if err != nil {
+		stopWatch()
+		return err
+	}
+	kafkaWaitP99, _ := waitAfter.quantileSince(waitBefore, 0.99)
+	serveP99, _ := serveAfter.quantileSince(serveBefore, 0.99)
 	sampled := sampleAcks(halfReport.Acks)
 	watch.waitFor(ctx, sampled, 60*time.Second)
 	stopWatch()
@@ -175,9 +205,9 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	}
 
 	printBench(benchResult{
-		duration: *duration, concurrency: *concurrency, noop: noop, full: full, half: halfReport,
+		duration: *duration, concurrency: *concurrency, rounds: rounds, median: median, half: halfReport,
 		halfRate: half, e2e: e2e.Summary(), e2eSamples: len(sampled), e2eMissing: missing,
-		drained: drained,
+		kafkaWaitP99: kafkaWaitP99, serveP99: serveP99,
 	})
 	return nil
 }
@@ -327,38 +357,82 @@ func (w *rowWatcher) waitFor(ctx context.Context, acks []loadgen.Ack, timeout ti
 	}
 }
 
-type benchResult struct {
-	duration               time.Duration
-	concurrency            int
-	noop, full, half       loadgen.Report
-	halfRate               float64
-	e2e                    loadgen.LatencySummary
-	e2eSamples, e2eMissing int
-	// drained is how long the consumers took to catch up after the
-	// full-load phase.
+// benchRound is one round of the highest-rate phase.
+type benchRound struct {
+	noop, full loadgen.Report
+	// drained is how long the consumers took to catch up after ingest's
+	// part of the round.
 	drained time.Duration
 }
 
-func printBench(r benchResult) {
-	noopRate := float64(okCount(r.noop)) / r.noop.Elapsed.Seconds()
-	fullRate := float64(okCount(r.full)) / r.full.Elapsed.Seconds()
-	fmt.Printf(`
-SyncGuard benchmark (%s per phase, %d connections, %d CPUs, %s)
+func (r benchRound) noopRate() float64 { return float64(okCount(r.noop)) / r.noop.Elapsed.Seconds() }
+func (r benchRound) fullRate() float64 { return float64(okCount(r.full)) / r.full.Elapsed.Seconds() }
+func (r benchRound) ratio() float64    { return r.fullRate() / r.noopRate() }
 
+// medianRound returns the round with the median ratio, the lower middle
+// one for an even count. rounds must not be empty.
+func medianRound(rounds []benchRound) benchRound {
+	sorted := slices.Clone(rounds)
+	slices.SortFunc(sorted, func(a, b benchRound) int { return cmp.Compare(a.ratio(), b.ratio()) })
+	return sorted[(len(sorted)-1)/2]
+}
+
+type benchResult struct {
+	duration    time.Duration
+	concurrency int
+	rounds      []benchRound
+	median      benchRound
+	half        loadgen.Report
+	halfRate    float64
+	e2e         loadgen.LatencySummary
+	e2eSamples  int
+	e2eMissing  int
+	// kafkaWaitP99 is the upper bound of the produce-wait histogram bucket
+	// that holds the 99th percentile of the half-load phase.
+	kafkaWaitP99 time.Duration
+	// serveP99 is the same bound for ingest's own request duration.
+	serveP99 time.Duration
+}
+
+const (
+	// halfLoadSeed is the half-load phase's seed, above those of the
+	// rounds before it.
+	halfLoadSeed = 1_000
+	// maxTrackedAcks bounds the acknowledgements the half-load phase
+	// lists for the end-to-end measurement.
+	maxTrackedAcks = 1_000_000
+)
+
+// benchAccounts is the number of WhatsApp accounts the load sends as.
+const benchAccounts = 3
+
+// produceWaitMetric is ingest's histogram of the time spent waiting for
+// Kafka to acknowledge raw records.
+const produceWaitMetric = "syncguard_ingest_produce_seconds"
+
+// requestDurationMetric is ingest's histogram of request durations, from
+// reading the headers to the end of the response.
+const requestDurationMetric = "syncguard_ingest_request_duration_seconds"
+
+func printBench(r benchResult) {
+	fmt.Printf("\nSyncGuard benchmark (%s per phase, %d connections, %d CPUs, %s)\n\n",
+		r.duration, r.concurrency, runtime.NumCPU(), runtime.Version())
+	fmt.Println("| round | do-nothing, 2xx/s | SyncGuard ingest, 2xx/s | ratio | non-2xx at full load | consumers caught up in |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for i, rd := range r.rounds {
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %d of %d | %s |\n", i+1, rd.noopRate(), rd.fullRate(), rd.ratio(),
+			rd.full.Sent-okCount(rd.full), rd.full.Sent, rd.drained.Round(100*time.Millisecond))
+	}
+	fmt.Printf(`
 | measure | value |
 |---|---|
-| do-nothing server, 2xx requests/s | %.0f |
-| SyncGuard ingest, 2xx requests/s | %.0f |
-| SyncGuard / do-nothing | %.2f |
-| SyncGuard non-2xx answers at full load | %d of %d |
-| consumers caught up after the full-load phase in | %s |
+| SyncGuard / do-nothing, median round | %.2f |
 | half load, requests/s offered | %.0f |
 | half load, ack latency p50 / p99 | %s / %s |
+| half load, inside ingest (headers read to response written), p99 at most | %s |
+| half load, of which waiting for Kafka, p99 at most | %s |
 | half load, end to end (ack to ClickHouse row) p50 / p99 | %s / %s |
 | end-to-end samples (missing) | %d (%d) |
-`, r.duration, r.concurrency, runtime.NumCPU(), runtime.Version(),
-		noopRate, fullRate, fullRate/noopRate,
-		r.full.Sent-okCount(r.full), r.full.Sent, r.drained.Round(100*time.Millisecond),
-		r.halfRate, r.half.Latency.P50, r.half.Latency.P99,
+`, r.median.ratio(), r.halfRate, r.half.Latency.P50, r.half.Latency.P99, r.serveP99, r.kafkaWaitP99,
 		r.e2e.P50, r.e2e.P99, r.e2eSamples, r.e2eMissing)
 }

@@ -170,11 +170,6 @@ func New(opts Options) (*Server, error) {
 			// added about 1.5 ms to the median ack.
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.ProducerLinger(opts.Config.ProduceLinger),
-			// Raw values are AES-GCM ciphertext, which does not
-			// compress: kgo's default snappy would only cost CPU here
-			// and in the broker, which decompresses batches to
-			// validate them.
-			kgo.ProducerBatchCompression(kgo.NoCompression()),
 		)
 		if err != nil {
 			return nil, err

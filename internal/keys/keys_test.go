@@ -103,6 +103,32 @@ func TestSaveReplacesExistingFile(t *testing.T) {
 	}
 }
 
+func TestSaveFailedRenameRemovesTemp(t *testing.T) {
+	dir := t.TempDir()
+	// A non-empty directory at the keyring's path makes the final rename
+	// fail after the keys were written to the temporary file.
+	path := filepath.Join(dir, "keyring.json")
+	if err := os.MkdirAll(filepath.Join(path, "occupied"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := Generate().Save(path)
+	if err == nil {
+		t.Fatal("Save onto a directory succeeded, want an error")
+	}
+	if !strings.Contains(err.Error(), "save keyring") {
+		t.Errorf("error = %q, want it to name the failed save", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("temporary file %s with the keys left behind", e.Name())
+		}
+	}
+}
+
 func TestLoadRejectsOpenMode(t *testing.T) {
 	for _, mode := range []os.FileMode{0o640, 0o604, 0o644, 0o660} {
 		t.Run(fmt.Sprintf("%04o", mode), func(t *testing.T) {

@@ -388,7 +388,7 @@ type benchResult struct {
 	e2eSamples  int
 	e2eMissing  int
 	// kafkaWaitP99 is the upper bound of the produce-wait histogram bucket
-	// that holds the 99th percentile of the half-load phase.
+	// that contains the 99th percentile of the half-load phase.
 	kafkaWaitP99 time.Duration
 	// serveP99 is the same bound for ingest's own request duration.
 	serveP99 time.Duration

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// histogramSnapshot holds the cumulative bucket counts of one histogram
+// histogramSnapshot contains the cumulative bucket counts of one histogram
 // family, summed over its series, so that two snapshots give the
 // distribution of what was observed between them.
 type histogramSnapshot struct {
@@ -51,9 +51,9 @@ func snapshotHistogram(g prometheus.Gatherer, name string) (histogramSnapshot, e
 	return s, nil
 }
 
-// quantileSince returns the upper bound of the bucket that holds quantile
+// quantileSince returns the upper bound of the bucket that contains quantile
 // q of the observations made after before was taken, and how many there
-// were. Observations above the last bucket give +Inf.
+// were. A quantile above the last bucket gives the largest time.Duration.
 func (s histogramSnapshot) quantileSince(before histogramSnapshot, q float64) (time.Duration, uint64) {
 	n := s.total - before.total
 	if n == 0 {

@@ -433,6 +433,6 @@ func printBench(r benchResult) {
 | half load, of which waiting for Kafka, p99 at most | %s |
 | half load, end to end (ack to ClickHouse row) p50 / p99 | %s / %s |
 | end-to-end samples (missing) | %d (%d) |
-`, r.median.ratio(), r.halfRate, r.half.Latency.P50, r.half.Latency.P99, r.serveP99, r.kafkaWaitP99,
+`, r.median.ratio(), r.halfRate, r.half.Latency.P50, r.half.Latency.P99, formatBucketBound(r.serveP99), formatBucketBound(r.kafkaWaitP99),
 		r.e2e.P50, r.e2e.P99, r.e2eSamples, r.e2eMissing)
 }

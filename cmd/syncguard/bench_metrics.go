@@ -71,3 +71,11 @@ func (s histogramSnapshot) quantileSince(before histogramSnapshot, q float64) (t
 	}
 	return time.Duration(math.MaxInt64), n
 }
+
+// formatBucketBound formats a bound that quantileSince returned.
+func formatBucketBound(d time.Duration) string {
+	if d == time.Duration(math.MaxInt64) {
+		return "above the last bucket"
+	}
+	return d.String()
+}

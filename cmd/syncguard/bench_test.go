@@ -52,8 +52,12 @@ func TestQuantileSinceCountsOnlyNewObservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := last.quantileSince(after, 1); got <= time.Second {
+	got, _ := last.quantileSince(after, 1)
+	if got <= time.Second {
 		t.Errorf("max = %s, want above the last bucket", got)
+	}
+	if text := formatBucketBound(got); text != "above the last bucket" {
+		t.Errorf("formatBucketBound(max) = %q, want %q", text, "above the last bucket")
 	}
 	if got, n := last.quantileSince(last, 0.99); got != 0 || n != 0 {
 		t.Errorf("no observations: got %s over %d, want 0 over 0", got, n)

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
+	"github.com/syncguard/syncguard/internal/retry"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -125,7 +126,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// transaction ended, is replaced after a pause. The window state is
 	// dropped first, because it may count records whose transaction did
 	// not commit; the new session's assignment warms it up again.
-	backoff := sessionRetryMin
+	backoff := retry.Backoff{Min: sessionRetryMin, Max: sessionRetryMax}
 	for {
 		err := e.runSession(ctx, topic)
 		if err == nil || ctx.Err() != nil {
@@ -133,13 +134,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		e.contain.abort()
 		e.rules.Reset()
-		e.log.Error("detector session failed; starting a new one", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		e.log.Error("detector session failed; starting a new one", "error", err, "retry_in", backoff.Next())
+		if backoff.Wait(ctx) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, sessionRetryMax)
 	}
 }
 

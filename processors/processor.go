@@ -24,6 +24,7 @@ import (
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
 	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/internal/retry"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -196,7 +197,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	// A session that fails, for example because Kafka went away while a
 	// transaction ended, is replaced after a pause: a new session resumes
 	// from the committed offsets, as a restarted process would.
-	backoff := retryBackoff
+	backoff := retry.Backoff{Min: retryBackoff, Max: startRetryMax}
 	for {
 		sess, err := kgo.NewGroupTransactSession(p.sessionOpts()...)
 		if err != nil {
@@ -211,14 +212,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			return loopErr
 		}
 		p.metrics.sessionRestarts.Inc()
-		p.log.Error("processor session failed; starting a new one", "error", loopErr, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		p.log.Error("processor session failed; starting a new one", "error", loopErr, "retry_in", backoff.Next())
+		if backoff.Wait(ctx) != nil {
 			p.log.Info("processor stopped")
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, startRetryMax)
 	}
 }
 
@@ -226,7 +224,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // turn out to be misconfigured. Kafka being down or the topics not existing
 // yet are retried, and the processor stays unready meanwhile.
 func (p *Processor) startWithRetry(ctx context.Context) (*kgo.Client, error) {
-	backoff := retryBackoff
+	backoff := retry.Backoff{Min: retryBackoff, Max: startRetryMax}
 	for {
 		cl, err := p.start(ctx)
 		if err == nil {
@@ -236,13 +234,10 @@ func (p *Processor) startWithRetry(ctx context.Context) (*kgo.Client, error) {
 		if errors.As(err, &partitions) || ctx.Err() != nil {
 			return nil, err
 		}
-		p.log.Warn("processor start failed; retrying", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
+		p.log.Warn("processor start failed; retrying", "error", err, "retry_in", backoff.Next())
+		if err := backoff.Wait(ctx); err != nil {
+			return nil, err
 		}
-		backoff = min(2*backoff, startRetryMax)
 	}
 }
 

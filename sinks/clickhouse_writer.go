@@ -213,7 +213,7 @@ func (w *Writer) connect(ctx context.Context) (driver.Conn, error) {
 			w.limited.log(slog.LevelWarn, "connect", "clickhouse not available, retrying",
 				"addr", w.cfg.ClickHouse.Addr, "error", err)
 		}
-		if werr := b.wait(ctx); werr != nil {
+		if werr := b.Wait(ctx); werr != nil {
 			if conn != nil {
 				_ = conn.Close()
 			}
@@ -382,7 +382,7 @@ func (w *Writer) partitionState(ctx context.Context, t *table, tp topicPartition
 		w.ready.Store(false)
 		w.limited.log(slog.LevelWarn, "resume", "reading stored offsets failed, retrying",
 			"topic", tp.topic, "partition", tp.partition, "error", err)
-		if err := b.wait(ctx); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -427,7 +427,7 @@ func (w *Writer) insertWithRetry(ctx context.Context, tr *tableRows) error {
 		w.ready.Store(false)
 		w.limited.log(slog.LevelWarn, "insert:"+tr.table.name, "clickhouse insert failed, retrying",
 			"table", tr.table.name, "rows", len(tr.rows), "error", err)
-		if err := b.wait(ctx); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return err
 		}
 	}

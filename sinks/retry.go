@@ -5,32 +5,14 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/syncguard/syncguard/internal/retry"
 )
 
-// backoff doubles a retry delay from minDelay up to maxDelay.
-type backoff struct {
-	minDelay, maxDelay time.Duration
-	next               time.Duration
-}
-
-func newBackoff() *backoff {
-	return &backoff{minDelay: 100 * time.Millisecond, maxDelay: 5 * time.Second}
-}
-
-// wait sleeps for the next delay and returns ctx.Err() if ctx ends first.
-func (b *backoff) wait(ctx context.Context) error {
-	if b.next == 0 {
-		b.next = b.minDelay
-	}
-	t := time.NewTimer(b.next)
-	defer t.Stop()
-	b.next = min(2*b.next, b.maxDelay)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+// newBackoff returns the retry delay of the sink's attempts to reach
+// ClickHouse.
+func newBackoff() *retry.Backoff {
+	return &retry.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 }
 
 // limitedLogger logs at most one message per key and interval, and adds how

@@ -8,7 +8,7 @@ import (
 )
 
 // Backoff is a retry delay that starts at Min and doubles after each Wait,
-// up to Max. Its zero value is not usable: set both fields.
+// up to Max. Set both fields, because a zero Min never waits.
 type Backoff struct {
 	Min, Max time.Duration
 	next     time.Duration

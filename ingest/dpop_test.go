@@ -538,7 +538,7 @@ func TestIntegrationDPoPReplayAcrossInstances(t *testing.T) {
 	kcfg.Brokers = testenv.KafkaBrokers(t)
 	testenv.CreateTopics(t, kcfg)
 	keys := newTestKeys(t)
-	cfg := testConfig(keys)
+	cfg := realBrokerConfig(keys)
 	cfg.PublicOrigin = testOrigin
 	h := newHarnessOn(t, cfg, kcfg, keys)
 	checkReplayAcrossInstances(t, h, secondInstance(t, h))
@@ -549,6 +549,7 @@ func secondInstance(t *testing.T, h *harness) *harness {
 	t.Helper()
 	cfg := testConfig(h.keys)
 	cfg.PublicOrigin = testOrigin
+	cfg.ProduceTimeout = h.srv.cfg.ProduceTimeout
 	return newHarnessOn(t, cfg, h.kafka, h.keys)
 }
 

@@ -81,6 +81,15 @@ func newTestKeys(t *testing.T) *testKeys {
 	return k
 }
 
+// realBrokerConfig is testConfig with room for a real broker that has just
+// created the test's topics on a busy machine. With 2 s, the first DPoP
+// claim of a test sometimes timed out while other packages' tests ran.
+func realBrokerConfig(keys *testKeys) Config {
+	cfg := testConfig(keys)
+	cfg.ProduceTimeout = 15 * time.Second
+	return cfg
+}
+
 // testConfig is a valid configuration with one app and the test keys.
 func testConfig(keys *testKeys) Config {
 	cfg := DefaultConfig()

@@ -312,7 +312,7 @@ func TestIntegrationSyncEventReplayAcrossInstances(t *testing.T) {
 	kcfg.Brokers = testenv.KafkaBrokers(t)
 	testenv.CreateTopics(t, kcfg)
 	keys := newTestKeys(t)
-	h := newHarnessOn(t, testConfig(keys), kcfg, keys)
+	h := newHarnessOn(t, realBrokerConfig(keys), kcfg, keys)
 	checkEventReplayAcrossInstances(t, h, secondInstance(t, h))
 }
 

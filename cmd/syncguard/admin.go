@@ -37,7 +37,7 @@ func migrateCommand(ctx context.Context, args []string) error {
 	if err := sinks.Migrate(ctx, conn, cfg.Sink.ClickHouse.Database, newLogger(cfg)); err != nil {
 		return err
 	}
-	fmt.Printf("database %s at %s has every migration applied\n", cfg.Sink.ClickHouse.Database, cfg.Sink.ClickHouse.Addr)
+	fmt.Printf("database %s at %s is up to date with every migration\n", cfg.Sink.ClickHouse.Database, cfg.Sink.ClickHouse.Addr)
 	return nil
 }
 

@@ -411,7 +411,7 @@ const (
 	benchE2EP99Target = 2 * time.Second
 )
 
-// verdict names whether a target was met.
+// verdict returns "met" or "missed".
 func verdict(met bool) string {
 	if met {
 		return "met"

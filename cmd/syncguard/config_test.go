@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,24 @@ func TestMigrateNeedsNoSecretFile(t *testing.T) {
 	err = cfg.validate([]string{targetProcessor})
 	if err == nil || !strings.Contains(err.Error(), "whatsapp.apps[0].secrets[0].secret_file") {
 		t.Errorf("validate for the processor: error = %v, want one naming the secret file key", err)
+	}
+}
+
+func TestRunWithoutConfigHintsFlag(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SYNCGUARD_") {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+	err := runCommand(context.Background(), []string{"--target=ingest"})
+	if err == nil {
+		t.Fatal("run without --config and without secrets succeeded, want an error")
+	}
+	if !strings.Contains(err.Error(), "whatsapp.apps") {
+		t.Errorf("error = %q, want it to name whatsapp.apps", err)
+	}
+	if !strings.Contains(err.Error(), "pass --config FILE") {
+		t.Errorf("error = %q, want a hint to pass --config", err)
 	}
 }

@@ -27,6 +27,9 @@ func runCommand(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := cfg.validate(targets); err != nil {
+		if *configPath == "" {
+			return fmt.Errorf("invalid configuration: %w (no --config was given, so only defaults and SYNCGUARD_* variables apply; pass --config FILE, for example deploy/syncguard.yaml)", err)
+		}
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 

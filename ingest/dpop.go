@@ -97,16 +97,26 @@ func dpopError(cause string) *authError {
 	return &authError{code: schemas.ReasonInvalidDPoPProof, cause: cause}
 }
 
-// verify checks the DPoP proof of a request with the given method and
-// escaped path, for accessToken whose cnf.jkt is jkt. On success the
-// proof's jti is claimed, so the same proof is refused next time by every
-// instance. ctx bounds the claim.
+// verify checks the DPoP proof of a request and then claims its jti, as
+// check and claim do.
 func (d *dpopVerifier) verify(ctx context.Context, proof, method, path, accessToken, jkt string) *authError {
+	jti, err := d.check(proof, method, path, accessToken, jkt)
+	if err != nil {
+		return err
+	}
+	return d.claim(ctx, jkt, jti)
+}
+
+// check verifies the DPoP proof of a request with the given method and
+// escaped path, for accessToken whose cnf.jkt is jkt, and returns its jti.
+// It claims nothing, so a caller can apply the device's rate limit before
+// a valid proof takes a place in the replay log.
+func (d *dpopVerifier) check(proof, method, path, accessToken, jkt string) (string, *authError) {
 	if d.origin == "" {
-		return dpopError("ingest.public_origin is not set, so no htu can match")
+		return "", dpopError("ingest.public_origin is not set, so no htu can match")
 	}
 	if !wellFormedJWS(proof) {
-		return dpopError("the proof is not three base64url segments within the length limit")
+		return "", dpopError("the proof is not three base64url segments within the length limit")
 	}
 
 	// Parse and verify the signature with the key in the header.
@@ -118,41 +128,46 @@ func (d *dpopVerifier) verify(ctx context.Context, proof, method, path, accessTo
 		return key, err
 	}
 	if _, err := d.parser.ParseWithClaims(proof, claims, keyFor); err != nil {
-		return dpopError(err.Error())
+		return "", dpopError(err.Error())
 	}
 
 	// Bind the proof to the token and the request.
 	if subtle.ConstantTimeCompare([]byte(thumbprint), []byte(jkt)) != 1 {
-		return dpopError("the proof's key is not the key in the token's cnf.jkt")
+		return "", dpopError("the proof's key is not the key in the token's cnf.jkt")
 	}
 	if claims.ATH == "" {
-		return dpopError("the ath claim is required")
+		return "", dpopError("the ath claim is required")
 	}
 	ath := sha256.Sum256([]byte(accessToken))
 	if subtle.ConstantTimeCompare([]byte(claims.ATH), []byte(base64.RawURLEncoding.EncodeToString(ath[:]))) != 1 {
-		return dpopError("ath is not the hash of the access token")
+		return "", dpopError("ath is not the hash of the access token")
 	}
 	if claims.HTM == "" || claims.HTM != method {
-		return dpopError("htm is not the request method")
+		return "", dpopError("htm is not the request method")
 	}
 	if !d.htuMatches(claims.HTU, path) {
-		return dpopError("htu is not public_origin plus the request path")
+		return "", dpopError("htu is not public_origin plus the request path")
 	}
 	if claims.IssuedAt == nil {
-		return dpopError("the iat claim is required")
+		return "", dpopError("the iat claim is required")
 	}
 	now := d.now()
 	if age := now.Sub(claims.IssuedAt.Time); age > d.maxAge || age < -d.maxAge {
-		return dpopError("iat is outside dpop_max_age of the server time")
+		return "", dpopError("iat is outside dpop_max_age of the server time")
 	}
 	jti := claims.ID
 	if jti == "" || len(jti) > maxJTILen {
-		return dpopError("the jti claim must be 1 to 256 bytes")
+		return "", dpopError("the jti claim must be 1 to 256 bytes")
 	}
 
-	// Last, so that only an otherwise valid proof uses up its jti. The
-	// key is (jkt, jti), never the proof bytes: a re-signed or malleated
-	// proof reuses the jti and must count as the same proof.
+	return jti, nil
+}
+
+// claim records the jti of a checked proof, so the same proof is rejected
+// next time by every instance. The key is (jkt, jti), never the proof
+// bytes: a re-signed or malleated proof reuses the jti and must count as
+// the same proof. ctx bounds the claim.
+func (d *dpopVerifier) claim(ctx context.Context, jkt, jti string) *authError {
 	outcome, err := d.replay.claim(ctx, keyOf(jkt, jti))
 	switch {
 	case err != nil:

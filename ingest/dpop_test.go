@@ -454,6 +454,33 @@ func TestDPoPReplayCacheFull(t *testing.T) {
 	}
 }
 
+// TestDPoPDeviceLimitBeforeClaim checks that proofs beyond the device's
+// rate limit take no place in the shared replay log, so one device cannot
+// fill it for every other client.
+func TestDPoPDeviceLimitBeforeClaim(t *testing.T) {
+	h := dpopHarness(t, func(c *Config) { c.RateLimits.Device = RateLimit{Rate: 0.001, Burst: 2} })
+	keyA, keyB := newECDPoPKey(t), newECDPoPKey(t)
+	limited := 0
+	for i := range 6 {
+		r := newDPoPRequest(h, keyA, keyB, nil)
+		rec := h.do(r.request(r.sign()))
+		switch {
+		case i < 2 && rec.Code != http.StatusAccepted:
+			t.Fatalf("proof %d: status = %d, want 202; body %s", i, rec.Code, rec.Body.String())
+		case i >= 2 && rec.Code != http.StatusTooManyRequests:
+			t.Fatalf("proof %d: status = %d, want 429; body %s", i, rec.Code, rec.Body.String())
+		case rec.Code == http.StatusTooManyRequests:
+			limited++
+		}
+	}
+	if limited != 4 {
+		t.Errorf("%d requests limited, want 4", limited)
+	}
+	if got := gaugeValue(t, h, "syncguard_ingest_dpop_replay_cache_entries"); got != 2 {
+		t.Errorf("replay cache gauge = %v, want 2: rate-limited proofs were claimed", got)
+	}
+}
+
 func TestDPoPRequiredWhenUnboundTokensOff(t *testing.T) {
 	h := dpopHarness(t, func(c *Config) { c.SyncAuth.AllowUnboundTokens = false })
 	rec := h.do(h.syncRequest("application/json", []byte("["+h.event("e-1")+"]"), h.token(h.claims())))

@@ -57,7 +57,8 @@ type Config struct {
 	SyncMaxBodyBytes int64 `yaml:"sync_max_body_bytes"`
 	// SyncMaxEvents caps the number of events in one sync batch.
 	SyncMaxEvents int `yaml:"sync_max_events"`
-	// SyncMaxLineBytes caps one NDJSON line, without its line ending.
+	// SyncMaxLineBytes caps one event of a sync batch: an NDJSON line
+	// without its line ending, or an element of a JSON batch.
 	SyncMaxLineBytes int `yaml:"sync_max_line_bytes"`
 	// SyncMaxEventAge is how far occurred_at may lie in the past.
 	SyncMaxEventAge time.Duration `yaml:"sync_max_event_age"`
@@ -161,6 +162,13 @@ type SyncAuthConfig struct {
 	DPoPReplayCacheMax int `yaml:"dpop_replay_cache_max"`
 }
 
+// MaxRecordPayloadBytes bounds the webhook body and sync event limits.
+// Each webhook and each sync event becomes one Kafka record, and the
+// processor writes an encrypted, base64-encoded copy of its content that
+// is about a third larger. 512 KiB keeps both under Kafka's default
+// message.max.bytes of about 1 MiB.
+const MaxRecordPayloadBytes = 512 << 10
+
 // DefaultConfig returns the default configuration. It does not validate:
 // at least one WhatsApp app secret and the sync token issuer, audience and
 // keys must be added.
@@ -233,8 +241,8 @@ func (c Config) Validate() error {
 	if c.MaxHeaderBytes < 4<<10 {
 		return fmt.Errorf("ingest.max_header_bytes: must be at least 4096, got %d", c.MaxHeaderBytes)
 	}
-	if c.WebhookMaxBodyBytes < 1 {
-		return fmt.Errorf("ingest.webhook_max_body_bytes: must be positive, got %d", c.WebhookMaxBodyBytes)
+	if c.WebhookMaxBodyBytes < 1 || c.WebhookMaxBodyBytes > MaxRecordPayloadBytes {
+		return fmt.Errorf("ingest.webhook_max_body_bytes: must be 1 to %d, got %d", MaxRecordPayloadBytes, c.WebhookMaxBodyBytes)
 	}
 	if c.SyncMaxBodyBytes < 1 {
 		return fmt.Errorf("ingest.sync_max_body_bytes: must be positive, got %d", c.SyncMaxBodyBytes)
@@ -242,8 +250,8 @@ func (c Config) Validate() error {
 	if c.SyncMaxEvents < 1 {
 		return fmt.Errorf("ingest.sync_max_events: must be positive, got %d", c.SyncMaxEvents)
 	}
-	if c.SyncMaxLineBytes < 1 {
-		return fmt.Errorf("ingest.sync_max_line_bytes: must be positive, got %d", c.SyncMaxLineBytes)
+	if c.SyncMaxLineBytes < 1 || c.SyncMaxLineBytes > MaxRecordPayloadBytes {
+		return fmt.Errorf("ingest.sync_max_line_bytes: must be 1 to %d, got %d", MaxRecordPayloadBytes, c.SyncMaxLineBytes)
 	}
 	if err := c.validateEdge(); err != nil {
 		return err

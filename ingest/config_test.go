@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "whatsapp.apps[1].name"},
 		{"listen addr", func(c *Config) { c.ListenAddr = "8080" }, "ingest.listen_addr"},
 		{"produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest.produce_timeout"},
+		{"webhook body over a Kafka record", func(c *Config) { c.WebhookMaxBodyBytes = MaxRecordPayloadBytes + 1 }, "ingest.webhook_max_body_bytes"},
+		{"sync event over a Kafka record", func(c *Config) { c.SyncMaxLineBytes = MaxRecordPayloadBytes + 1 }, "ingest.sync_max_line_bytes"},
 		{"webhook limit", func(c *Config) { c.WebhookMaxBodyBytes = 0 }, "ingest.webhook_max_body_bytes"},
 		{"sync events", func(c *Config) { c.SyncMaxEvents = 0 }, "ingest.sync_max_events"},
 		{"header bytes", func(c *Config) { c.MaxHeaderBytes = 100 }, "ingest.max_header_bytes"},

@@ -11,6 +11,8 @@ import (
 var (
 	errBodyTooLarge     = errors.New("request body too large")
 	errLineTooLong      = errors.New("NDJSON line too long")
+	errEventTooLarge    = errors.New("event too large")
+	errRecordTooLarge   = errors.New("record larger than Kafka accepts")
 	errTooManyEvents    = errors.New("too many events in batch")
 	errBadGzip          = errors.New("invalid gzip body")
 	errMalformedBatch   = errors.New("malformed JSON batch")

@@ -140,10 +140,11 @@ func newHarness(t *testing.T, edit func(*Config)) *harness {
 	return h
 }
 
-// newHarnessOn builds a Server with cfg on the Kafka cluster of kcfg.
-func newHarnessOn(t *testing.T, cfg Config, kcfg kafkaclient.Config, keys *testKeys) *harness {
+// newHarnessOn builds a Server with cfg on the Kafka cluster of kcfg. opts
+// are added to the options of the server's Kafka client.
+func newHarnessOn(t *testing.T, cfg Config, kcfg kafkaclient.Config, keys *testKeys, opts ...kgo.Opt) *harness {
 	t.Helper()
-	client, err := kcfg.NewClient()
+	client, err := kcfg.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

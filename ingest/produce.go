@@ -2,8 +2,11 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -61,9 +64,17 @@ wait:
 		}
 	}
 
-	failed := 0
+	failed, tooLarge := 0, 0
 	var firstErr error
-	for _, err := range errs {
+	for i, err := range errs {
+		if errors.Is(err, kerr.MessageTooLarge) {
+			// The record itself is at fault, not Kafka: the request gets
+			// 413, and readiness is not touched. kgo reports a record over
+			// its own batch limit with the same error as the broker does.
+			errs[i] = fmt.Errorf("%w: %w", errRecordTooLarge, err)
+			tooLarge++
+			continue
+		}
 		if err != nil {
 			failed++
 			if firstErr == nil {
@@ -78,10 +89,11 @@ wait:
 		})
 	}
 	switch {
-	case failed == 0:
+	case failed == 0 && tooLarge == 0:
 		now := time.Now()
 		s.metrics.produceWait.Observe(now.Sub(start).Seconds())
 		s.lastKafkaOK.Store(now.UnixNano())
+	case failed == 0:
 	case parent.Err() == nil:
 		// Only failures that are not the client's own cancellation count
 		// against readiness.

@@ -80,6 +80,9 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errLineTooLong):
 		s.fail(x, schemas.ReasonPayloadTooLarge, err.Error()+": an NDJSON line may have at most "+strconv.Itoa(s.cfg.SyncMaxLineBytes)+" bytes")
 		return
+	case errors.Is(err, errEventTooLarge):
+		s.fail(x, schemas.ReasonPayloadTooLarge, err.Error()+": an event may have at most "+strconv.Itoa(s.cfg.SyncMaxLineBytes)+" bytes")
+		return
 	case errors.Is(err, errEmptyBatch):
 		s.fail(x, schemas.ReasonInvalidRequest, "the batch contains no events")
 		return
@@ -97,6 +100,11 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		stored := make([]cacheKey, 0, len(recs))
 		for i, err := range errs {
 			res := &resp.Results[recIndex[i]]
+			if errors.Is(err, errRecordTooLarge) {
+				res.Status = eventRejected
+				res.Error = &eventError{Code: schemas.ReasonPayloadTooLarge, Detail: "the event is larger than the event log accepts"}
+				continue
+			}
 			if err != nil {
 				res.Status = eventRejected
 				res.Error = &eventError{Code: schemas.ReasonUnavailable, Detail: "the event could not be stored; retry it"}

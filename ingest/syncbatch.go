@@ -30,7 +30,8 @@ func parseMediaType(contentType string) int {
 	}
 }
 
-// batchLimits bound one sync batch.
+// batchLimits bound one sync batch. maxLineBytes bounds one event in
+// either media type: an NDJSON line, or an element of a JSON batch.
 type batchLimits struct {
 	maxEvents    int
 	maxLineBytes int
@@ -39,8 +40,9 @@ type batchLimits struct {
 // parseBatch splits a sync batch into the raw JSON of its events, as sent.
 // A JSON body is an array of events or an object {"events": [...]}. An
 // NDJSON body has one event per line; blank lines are skipped, and a line
-// may end in CRLF. Errors are errTooManyEvents, errLineTooLong (both
-// mean 413), errEmptyBatch, or errMalformedBatch and errTooDeep (400).
+// may end in CRLF. Errors are errTooManyEvents, errLineTooLong,
+// errEventTooLarge (all three mean 413), errEmptyBatch, or
+// errMalformedBatch and errTooDeep (400).
 // The returned slices point into body.
 func parseBatch(media int, body []byte, limits batchLimits) ([][]byte, error) {
 	var events [][]byte
@@ -57,6 +59,13 @@ func parseBatch(media int, body []byte, limits batchLimits) ([][]byte, error) {
 		return nil, errEmptyBatch
 	case len(events) > limits.maxEvents:
 		return nil, errTooManyEvents
+	}
+	// Each event becomes one Kafka record, so without this bound one event
+	// of a JSON batch could exceed the broker's maximum record size.
+	for i, ev := range events {
+		if len(ev) > limits.maxLineBytes {
+			return nil, fmt.Errorf("event %d: %w", i, errEventTooLarge)
+		}
 	}
 	return events, nil
 }
@@ -119,6 +128,11 @@ func splitJSONBatch(body []byte) ([][]byte, error) {
 		if err == nil && obj.Events == nil {
 			return nil, fmt.Errorf("the events array is missing: %w", errMalformedBatch)
 		}
+		// Go's decoders keep the last of two equal keys, so a repeated
+		// events key would drop the first array without a word.
+		if err == nil && topLevelKeys(body, "events") > 1 {
+			return nil, fmt.Errorf("the events key appears more than once: %w", errMalformedBatch)
+		}
 		raw = obj.Events
 	default:
 		return nil, errMalformedBatch
@@ -131,4 +145,18 @@ func splitJSONBatch(body []byte) ([][]byte, error) {
 		events[i] = r
 	}
 	return events, nil
+}
+
+// topLevelKeys counts the keys equal to key, after unescaping, at the top
+// level of the JSON object in raw.
+func topLevelKeys(raw []byte, key string) int {
+	n := 0
+	t := json.NewTokenizer(raw)
+	defer t.Reset(nil)
+	for t.Next() {
+		if t.IsKey && t.Depth == 1 && string(t.String()) == key {
+			n++
+		}
+	}
+	return n
 }

@@ -141,6 +141,11 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	if errs := s.produceAll(r.Context(), []*kgo.Record{rec}); errs[0] != nil {
+		if errors.Is(errs[0], errRecordTooLarge) {
+			x.detail += " produce: " + errs[0].Error()
+			s.fail(x, schemas.ReasonPayloadTooLarge, "the body is larger than the event log accepts")
+			return
+		}
 		s.failUnavailable(x, errs[0])
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncguard/syncguard/internal/config"
+	"github.com/syncguard/syncguard/schemas"
 )
 
 // Config holds the settings of the ingest HTTP server.
@@ -162,12 +163,9 @@ type SyncAuthConfig struct {
 	DPoPReplayCacheMax int `yaml:"dpop_replay_cache_max"`
 }
 
-// MaxRecordPayloadBytes bounds the webhook body and sync event limits.
-// Each webhook and each sync event becomes one Kafka record, and the
-// processor writes an encrypted, base64-encoded copy of its content that
-// is about a third larger. 512 KiB keeps both under Kafka's default
-// message.max.bytes of about 1 MiB.
-const MaxRecordPayloadBytes = 512 << 10
+// MaxRecordPayloadBytes bounds the webhook body and sync event limits,
+// because each webhook and each sync event becomes one raw record.
+const MaxRecordPayloadBytes = schemas.MaxRawPayloadBytes
 
 // DefaultConfig returns the default configuration. It does not validate:
 // at least one WhatsApp app secret and the sync token issuer, audience and

@@ -129,6 +129,13 @@ func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
 			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
 				"value does not open with the envelope key")
 		}
+		// Ingest never writes a larger payload. One written by an older
+		// version or another writer could make an output record that
+		// Kafka rejects, which would abort every batch that contains it.
+		if len(plain) > schemas.MaxRawPayloadBytes {
+			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonPayloadTooLarge,
+				"payload of "+strconv.Itoa(len(plain))+" bytes is over "+strconv.Itoa(schemas.MaxRawPayloadBytes))
+		}
 		opened := *r
 		opened.Value = plain
 		rr.Record = &opened

@@ -286,12 +286,16 @@ func TestProcessorRejectsForgedWhatsAppRecords(t *testing.T) {
 	}
 	foreignSealed.Value = otherSealer.Seal(schemas.KindWhatsApp, requestID, foreignSealed.Key, body)
 
+	// Signed and sealed, but over the payload limit that ingest enforces.
+	oversized := append(append([]byte{}, body...), bytes.Repeat([]byte(" "), schemas.MaxRawPayloadBytes)...)
+
 	cases := []struct {
 		name     string
 		record   *kgo.Record
 		reason   string
 		unsealed bool
 	}{
+		{"over the payload limit", whatsAppRecord(oversized, testAppName, testAppSecret), schemas.ReasonPayloadTooLarge, false},
 		{"signed but not sealed", whatsAppRecord(body, testAppName, testAppSecret), schemas.ReasonVerifyFailed, true},
 		{"sealed with another key", foreignSealed, schemas.ReasonVerifyFailed, true},
 		{"unsigned", whatsAppRecord(body, testAppName, ""), schemas.ReasonInvalidSignature, false},

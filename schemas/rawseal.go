@@ -48,6 +48,12 @@ func NewRawSealer(envelopeKey []byte) (*RawSealer, error) {
 	return &RawSealer{aead: aead}, nil
 }
 
+// MaxRawPayloadBytes bounds the payload of one raw record: a webhook body
+// or one sync event. The processor writes an encrypted, base64-encoded
+// copy of the content that is about a third larger, and 512 KiB keeps both
+// under Kafka's default message.max.bytes of about 1 MiB.
+const MaxRawPayloadBytes = 512 << 10
+
 // Seal returns nonce || ciphertext of plaintext for a record with the given
 // key.
 func (s *RawSealer) Seal(kind, requestID string, key, plaintext []byte) []byte {

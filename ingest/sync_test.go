@@ -233,6 +233,7 @@ func TestSyncPerEventResults(t *testing.T) {
 		{base("dup-escaped-key", `,"content":{},"device\u005fid":"dev-42"`), schemas.ReasonInvalidEvent},
 		{`{"event_id":"bad id!","type":"t","occurred_at":"` + ts(0) + `","device_id":"dev-42","conversation_id":"c","content":{}}`, schemas.ReasonInvalidEvent},
 		{`{"event_id":"bad-time","type":"t","occurred_at":"yesterday","device_id":"dev-42","conversation_id":"c","content":{}}`, schemas.ReasonInvalidEvent},
+		{`{"event_id":"bad-offset","type":"t","occurred_at":"` + h.clock().UTC().Format("2006-01-02T15:04:05") + "+24:00" + `","device_id":"dev-42","conversation_id":"c","content":{}}`, schemas.ReasonInvalidEvent},
 		{`{"event_id":7}`, schemas.ReasonInvalidEvent},
 		{`[1,2]`, schemas.ReasonInvalidEvent},
 		{h.event("ok-1"), schemas.ReasonDuplicate},
@@ -333,5 +334,30 @@ func TestSyncKafkaDown(t *testing.T) {
 	}
 	if e := ans.Results[1].Error; e == nil || e.Code != schemas.ReasonInvalidEvent {
 		t.Errorf("result 1 = %+v, want invalid_event", ans.Results[1])
+	}
+}
+
+func TestRFC3339Syntax(t *testing.T) {
+	for s, want := range map[string]bool{
+		"2026-12-04T21:33:44Z":           true,
+		"2026-12-04T21:33:44.5Z":         true,
+		"2026-12-04T21:33:44.123456789Z": true,
+		"2026-12-04T21:33:44+05:30":      true,
+		"2026-12-04T21:33:44.25-23:59":   true,
+		"2026-12-04T21:33:44,5Z":         false,
+		"2026-12-04T21:33:44+24:00":      false,
+		"2026-12-04T21:33:44+05:60":      false,
+		"2026-12-04T21:33:44.Z":          false,
+		"2026-12-04t21:33:44Z":           false,
+		"2026-12-04 21:33:44Z":           false,
+		"2026-12-04T21:33:44":            false,
+		"2026-12-04T21:33:44+0530":       false,
+		"2026-12-04T21:33:44Zjunk":       false,
+		"20261204T213344Z":               false,
+		"":                               false,
+	} {
+		if got := rfc3339Syntax(s); got != want {
+			t.Errorf("rfc3339Syntax(%q) = %v, want %v", s, got, want)
+		}
 	}
 }

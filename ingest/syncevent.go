@@ -100,7 +100,7 @@ func (rules eventRules) validateEvent(raw []byte) (string, *eventRejection) {
 		return id, &eventRejection{code: schemas.ReasonDeviceMismatch, detail: "device_id differs from the authenticated device"}
 	}
 	occurred, err := time.Parse(time.RFC3339, ev.OccurredAt)
-	if err != nil {
+	if err != nil || !rfc3339Syntax(ev.OccurredAt) {
 		return id, invalidEvent("occurred_at must be an RFC 3339 time")
 	}
 	if occurred.Before(rules.now.Add(-rules.maxAge)) || occurred.After(rules.now.Add(rules.skew)) {
@@ -251,4 +251,55 @@ func markSeen(seen *uint32, fields []string, key string) bool {
 		}
 	}
 	return false
+}
+
+// rfc3339Syntax reports whether s has the shape of an RFC 3339 date-time
+// with an upper-case T and Z: YYYY-MM-DDTHH:MM:SS, an optional fraction
+// after a dot, and Z or an offset of at most 23:59. time.Parse also takes
+// a comma before the fraction and offsets such as +24:00, which other
+// parsers of the stored value would read differently or reject.
+func rfc3339Syntax(s string) bool {
+	const shape = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(shape)+1 {
+		return false
+	}
+	for i := range len(shape) {
+		if !matchesShape(s[i], shape[i]) {
+			return false
+		}
+	}
+	rest := s[len(shape):]
+	if rest[0] == '.' {
+		digits := 1
+		for digits < len(rest) && rest[digits] >= '0' && rest[digits] <= '9' {
+			digits++
+		}
+		if digits == 1 {
+			return false
+		}
+		rest = rest[digits:]
+	}
+	switch {
+	case rest == "Z":
+		return true
+	case len(rest) != 6 || (rest[0] != '+' && rest[0] != '-'):
+		return false
+	}
+	for i, c := range []byte("dd:dd") {
+		if !matchesShape(rest[1+i], c) {
+			return false
+		}
+	}
+	hours := int(rest[1]-'0')*10 + int(rest[2]-'0')
+	minutes := int(rest[4]-'0')*10 + int(rest[5]-'0')
+	return hours <= 23 && minutes <= 59
+}
+
+// matchesShape reports whether c fits the shape character want: 'd' for
+// an ASCII digit, else that character itself.
+func matchesShape(c, want byte) bool {
+	if want == 'd' {
+		return c >= '0' && c <= '9'
+	}
+	return c == want
 }

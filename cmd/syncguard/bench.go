@@ -365,9 +365,20 @@ type benchRound struct {
 	drained time.Duration
 }
 
-func (r benchRound) noopRate() float64 { return float64(okCount(r.noop)) / r.noop.Elapsed.Seconds() }
-func (r benchRound) fullRate() float64 { return float64(okCount(r.full)) / r.full.Elapsed.Seconds() }
-func (r benchRound) ratio() float64    { return r.fullRate() / r.noopRate() }
+// noopRate returns the do-nothing server's 2xx responses per second.
+func (r benchRound) noopRate() float64 {
+	return float64(okCount(r.noop)) / r.noop.Elapsed.Seconds()
+}
+
+// fullRate returns ingest's 2xx responses per second.
+func (r benchRound) fullRate() float64 {
+	return float64(okCount(r.full)) / r.full.Elapsed.Seconds()
+}
+
+// ratio returns fullRate as a fraction of noopRate.
+func (r benchRound) ratio() float64 {
+	return r.fullRate() / r.noopRate()
+}
 
 // medianRound returns the round with the median ratio, the lower middle
 // one for an even count. rounds must not be empty.

@@ -2,6 +2,7 @@ package processors
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -47,9 +48,58 @@ type batch struct {
 	// order; dedupeSeen indexes them to catch duplicates within the batch.
 	dedupeKeys map[int32][]dedupeKey
 	dedupeSeen map[int32]map[dedupeKey]bool
-	// newKeys are the data keys this batch created, by subject.
-	newKeys  map[string]*dataKey
-	outcomes map[string]int
+	// newKeys are the data keys this batch created, by subject, and
+	// newKeyOrder their subjects in order of creation.
+	newKeys     map[string]*dataKey
+	newKeyOrder []string
+	outcomes    map[string]int
+}
+
+// maxOutputValueBytes bounds the value of one output record. A larger one
+// could exceed franz-go's default batch limit (1,000,012 bytes) or Kafka's
+// default message.max.bytes (1,048,588), and a record Kafka rejects aborts
+// every transaction that contains it.
+const maxOutputValueBytes = 900 << 10
+
+// errOutputTooLarge means that an output record exceeds
+// maxOutputValueBytes. Content escaping and encryption can make an output
+// several times larger than its raw payload.
+var errOutputTooLarge = errors.New("output record too large for Kafka")
+
+// batchMark is the state of a batch before one raw record was processed.
+type batchMark struct {
+	partition       int32
+	records, dedupe int
+	newKeys         int
+}
+
+// mark returns the state of b before a raw record of partition is
+// processed.
+func (b *batch) mark(partition int32) batchMark {
+	return batchMark{
+		partition: partition,
+		records:   len(b.records),
+		dedupe:    len(b.dedupeKeys[partition]),
+		newKeys:   len(b.newKeyOrder),
+	}
+}
+
+// rollback drops the output records, dedupe keys and data keys added
+// since m was taken.
+func (b *batch) rollback(m batchMark) {
+	clear(b.records[m.records:])
+	b.records = b.records[:m.records]
+	added := b.dedupeKeys[m.partition][m.dedupe:]
+	for _, k := range added {
+		delete(b.dedupeSeen[m.partition], k)
+	}
+	if m.dedupe < len(b.dedupeKeys[m.partition]) {
+		b.dedupeKeys[m.partition] = b.dedupeKeys[m.partition][:m.dedupe]
+	}
+	for _, subject := range b.newKeyOrder[m.newKeys:] {
+		delete(b.newKeys, subject)
+	}
+	b.newKeyOrder = b.newKeyOrder[:m.newKeys]
 }
 
 func newBatch(now time.Time) *batch {
@@ -68,6 +118,9 @@ func (b *batch) add(topic, key string, value any) error {
 	v, err := json.Marshal(value)
 	if err != nil {
 		return fmt.Errorf("encode %s record: %w", topic, err)
+	}
+	if len(v) > maxOutputValueBytes {
+		return fmt.Errorf("%s record of %d bytes, over %d: %w", topic, len(v), maxOutputValueBytes, errOutputTooLarge)
 	}
 	r := &kgo.Record{Topic: topic, Value: v}
 	if key != "" {
@@ -109,8 +162,21 @@ func newRawRecord(r *kgo.Record) *rawRecord {
 }
 
 // processRecord routes one raw record and returns its outcome. An error
-// means the batch cannot be produced.
+// means the batch cannot be produced. A record whose outputs Kafka would
+// reject for their size is dead-lettered instead, with its other outputs
+// dropped, so that it cannot abort every later batch.
 func (p *Processor) processRecord(b *batch, r *kgo.Record) (string, error) {
+	m := b.mark(r.Partition)
+	outcome, err := p.routeRecord(b, r)
+	if !errors.Is(err, errOutputTooLarge) {
+		return outcome, err
+	}
+	b.rollback(m)
+	return outcomeRejected, p.reject(b, newRawRecord(r), schemas.ActionRoute, schemas.ReasonPayloadTooLarge, err.Error())
+}
+
+// routeRecord does the work of processRecord.
+func (p *Processor) routeRecord(b *batch, r *kgo.Record) (string, error) {
 	rr := newRawRecord(r)
 	if rr.duplicated != "" {
 		return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
@@ -245,6 +311,7 @@ func (p *Processor) dataKeyFor(b *batch, subject string) (*dataKey, error) {
 		return nil, err
 	}
 	b.newKeys[subject] = k
+	b.newKeyOrder = append(b.newKeyOrder, subject)
 	return k, nil
 }
 

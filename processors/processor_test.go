@@ -722,3 +722,45 @@ func TestProcessorRejectsTooFewDedupePartitions(t *testing.T) {
 		t.Errorf("error %q does not say how to fix it", err)
 	}
 }
+
+// TestProcessorDeadLettersOversizedOutput checks that a record whose
+// encrypted output Kafka would reject is dead-lettered with nothing else
+// of it kept, and that the records after it are still routed. Each '<'
+// becomes six bytes in the encoded content, so 200 KiB of them outgrow
+// every output limit although the raw payload is within ingest's.
+func TestProcessorDeadLettersOversizedOutput(t *testing.T) {
+	h := newKfakeHarness(t)
+	h.startProcessor(h.config())
+	body := readMeta(t, "text_simple.json")
+	big := bytes.Replace(bytes.Clone(body), []byte("shipped yet?"), bytes.Repeat([]byte("<"), 200<<10), 1)
+	if len(big) > schemas.MaxRawPayloadBytes {
+		t.Fatalf("test payload of %d bytes is over the raw limit", len(big))
+	}
+
+	h.produceRaw(whatsAppRecord(big, testAppName, testAppSecret))
+	h.produceRaw(whatsAppRecord(body, testAppName, testAppSecret))
+	h.out.waitUntil("the oversized record dead-lettered and the next one routed", func() bool {
+		return h.out.countLocked(schemas.TopicDLQ, nil) >= 1 && h.out.countLocked(schemas.TopicMessages, nil) >= 1
+	})
+	h.out.settle()
+
+	letters := h.out.all(schemas.TopicDLQ)
+	if len(letters) != 1 {
+		t.Fatalf("got %d dead letters, want 1", len(letters))
+	}
+	if dl := decodeJSONRecord[schemas.DeadLetter](t, letters[0]); dl.Reason != schemas.ReasonPayloadTooLarge {
+		t.Errorf("dead letter reason = %q, want %q", dl.Reason, schemas.ReasonPayloadTooLarge)
+	}
+	if n := len(h.out.all(schemas.TopicMessages)); n != 1 {
+		t.Errorf("%d message records, want only the one of the second webhook", n)
+	}
+	// The data key the oversized message created was dropped with it, so
+	// the second message's key is in the keys topic exactly once.
+	if n := len(h.out.all(schemas.TopicKeys)); n != 1 {
+		t.Errorf("%d data key records, want 1", n)
+	}
+	rejected := h.out.audits(func(ev schemas.AuditEvent) bool { return ev.Reason == schemas.ReasonPayloadTooLarge })
+	if len(rejected) != 1 || rejected[0].Outcome != schemas.OutcomeRejected {
+		t.Errorf("audit events for the oversized record = %+v, want one rejection", rejected)
+	}
+}

@@ -2,9 +2,13 @@ package ingest
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 )
@@ -112,4 +116,23 @@ func wrapGzipErr(err error) error {
 		return errBodyTooLarge
 	}
 	return errBadGzip
+}
+
+// bodyReadDetail describes a failed body read for the audit detail. It
+// names the kind of failure instead of quoting the error, whose text can
+// carry an HTTP/2 stream id or an address and so would make every
+// detail distinct.
+func bodyReadDetail(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "reading body: timed out"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "reading body: the client closed the body early"
+	case errors.Is(err, context.Canceled):
+		return "reading body: the client went away"
+	default:
+		// The type name is from a small set, unlike the message.
+		return fmt.Sprintf("reading body: failed (%T)", err)
+	}
 }

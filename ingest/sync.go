@@ -306,7 +306,7 @@ func (s *Server) readSyncBody(x *exchange, r *http.Request) ([]byte, bool) {
 		s.fail(x, schemas.ReasonInvalidRequest, "the body is not valid gzip")
 		return nil, false
 	case err != nil:
-		x.detail = "reading body: " + err.Error()
+		x.detail = bodyReadDetail(err)
 		s.fail(x, schemas.ReasonInvalidRequest, "the request body could not be read")
 		return nil, false
 	}

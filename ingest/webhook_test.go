@@ -2,8 +2,14 @@ package ingest
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -377,5 +383,22 @@ func TestRequestMetrics(t *testing.T) {
 	}
 	if observed != 3 {
 		t.Errorf("duration histogram holds %d observations, want 3", observed)
+	}
+}
+
+func TestBodyReadDetailHasNoErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("http2: stream 7: %w", os.ErrDeadlineExceeded), "reading body: timed out"},
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, "reading body: timed out"},
+		{fmt.Errorf("stream 9: %w", io.ErrUnexpectedEOF), "reading body: the client closed the body early"},
+		{context.Canceled, "reading body: the client went away"},
+		{errors.New("http2: stream 11 reset by 10.1.2.3"), "reading body: failed (*errors.errorString)"},
+	} {
+		if got := bodyReadDetail(tc.err); got != tc.want {
+			t.Errorf("bodyReadDetail(%v) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

@@ -24,7 +24,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	duration := fset.Duration("duration", 0, "stop after this long")
 	requests := fset.Int64("requests", 0, "stop after this many requests")
 	concurrency := fset.Int("concurrency", 8, "connections")
-	mix := fset.String("mix", "webhook=75,sync=20,redelivery=5", "weights of request kinds: webhook, text, sync, forged, redelivery")
+	mix := fset.String("mix", "webhook=75,sync=20,redelivery=5", "weights of request kinds: webhook, text, sync, forged, redelivery; without --signing-key the default leaves out sync")
 	secretFile := fset.String("app-secret-file", "", "file with the WhatsApp app secret that signs webhooks (default: the demo secret)")
 	signingKey := fset.String("signing-key", "", "PEM Ed25519 key that signs sync tokens; needed when the mix has sync")
 	kid := fset.String("kid", "ed-1", "key id of --signing-key, as the ingest JWKS names it")
@@ -40,6 +40,14 @@ func loadgenCommand(ctx context.Context, args []string) error {
 		return errUsage
 	}
 
+	mixSet := false
+	fset.Visit(func(f *flag.Flag) { mixSet = mixSet || f.Name == "mix" })
+	if !mixSet && *signingKey == "" {
+		// Sync requests need a token signing key. Without one, the default
+		// mix keeps its webhook and redelivery weights.
+		*mix = webhookOnlyMix
+		fmt.Fprintf(os.Stderr, "loadgen: no --signing-key, so sending only webhooks (--mix %s)\n", webhookOnlyMix)
+	}
 	weights, err := parseMix(*mix)
 	if err != nil {
 		return err
@@ -85,6 +93,9 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 	return err
 }
+
+// webhookOnlyMix is the default mix without sync requests.
+const webhookOnlyMix = "webhook=75,redelivery=5"
 
 // loadReportJSON is the part of a loadgen.Report that --report-json
 // writes: the counts, latency quantiles and acknowledgements another

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestLoadgenDefaultMixWithoutSigningKey(t *testing.T) {
+	var webhooks, syncs atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/webhooks/whatsapp":
+			webhooks.Add(1)
+		case "/v1/sync/events":
+			syncs.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+
+	err := loadgenCommand(context.Background(), []string{"--target", srv.URL, "--requests", "20", "--concurrency", "2", "--seed", "1"})
+	if err != nil {
+		t.Fatalf("loadgen without --signing-key and --mix: %v", err)
+	}
+	if webhooks.Load() == 0 {
+		t.Error("no webhook reached the server")
+	}
+	if syncs.Load() != 0 {
+		t.Errorf("%d sync requests sent without a signing key", syncs.Load())
+	}
+
+	// An explicit mix with sync still needs the key.
+	err = loadgenCommand(context.Background(), []string{"--target", srv.URL, "--requests", "1", "--mix", "sync=1"})
+	if err == nil || !strings.Contains(err.Error(), "--signing-key") {
+		t.Errorf("--mix sync=1 without a key: error = %v, want one naming --signing-key", err)
+	}
+}

@@ -126,6 +126,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("normal traffic: %w", err)
 	}
+	mon.finished(ctx, "normal traffic", r)
 	reports = append(reports, r)
 
 	say("attack 1: %d webhooks with forged signatures from %s, %d per second", demoForgedRequests, demoAttackerAddr, demoForgedRate)
@@ -139,6 +140,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("forged burst: %w", err)
 	}
+	mon.finished(ctx, "forged burst", r)
 	reports = append(reports, r)
 
 	spiked := accounts[len(accounts)-1]
@@ -147,6 +149,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("volume spike: %w", err)
 	}
+	mon.finished(ctx, "volume spike", r)
 	reports = append(reports, r)
 
 	// 4. Settle and report.

@@ -59,11 +59,33 @@ func (m *demoMonitor) count(ctx context.Context, query string) int64 {
 }
 
 func (m *demoMonitor) progress(ctx context.Context, phase string, s loadgen.Snapshot) {
-	fmt.Printf("    %-15s %4.0fs  sent %6d  2xx %6d  4xx %5d  5xx %4d  |  audit rows %7d  messages %6d  alerts %3d\n",
+	fmt.Printf("    %-20s %4.0fs  sent %6d  2xx %6d  4xx %5d  5xx %4d  |  audit rows %7d  messages %6d  alerts %3d\n",
 		phase, s.Elapsed.Seconds(), s.Sent, s.OK, s.ClientErrors, s.ServerErrors,
 		m.count(ctx, "SELECT count() FROM {db}.audit_log"),
 		m.count(ctx, "SELECT count() FROM {db}.messages"),
 		m.count(ctx, "SELECT count() FROM {db}.alerts"))
+}
+
+// finished prints the final progress line of a phase from its report,
+// since the once-a-second lines miss the phase's last partial second.
+func (m *demoMonitor) finished(ctx context.Context, phase string, r loadgen.Report) {
+	m.progress(ctx, phase+" done", snapshotOf(r))
+}
+
+// snapshotOf returns the totals of a finished run as a progress snapshot.
+func snapshotOf(r loadgen.Report) loadgen.Snapshot {
+	s := loadgen.Snapshot{Elapsed: r.Elapsed, Sent: r.Sent, Errors: r.Errors}
+	for code, n := range r.ByStatus {
+		switch {
+		case code >= 500:
+			s.ServerErrors += n
+		case code >= 400:
+			s.ClientErrors += n
+		case code >= 200 && code < 300:
+			s.OK += n
+		}
+	}
+	return s
 }
 
 // waitSettled waits until the audit row count has not changed for two

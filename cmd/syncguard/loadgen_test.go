@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/syncguard/syncguard/internal/loadgen"
 )
 
 func TestLoadgenDefaultMixWithoutSigningKey(t *testing.T) {
@@ -37,5 +39,15 @@ func TestLoadgenDefaultMixWithoutSigningKey(t *testing.T) {
 	err = loadgenCommand(context.Background(), []string{"--target", srv.URL, "--requests", "1", "--mix", "sync=1"})
 	if err == nil || !strings.Contains(err.Error(), "--signing-key") {
 		t.Errorf("--mix sync=1 without a key: error = %v, want one naming --signing-key", err)
+	}
+}
+
+func TestSnapshotOfCountsStatusClasses(t *testing.T) {
+	s := snapshotOf(loadgen.Report{Sent: 9, Errors: 1, ByStatus: map[int]int64{200: 3, 202: 1, 401: 2, 429: 1, 503: 1}})
+	if s.Sent != 9 || s.Errors != 1 {
+		t.Errorf("sent %d, errors %d, want 9 and 1", s.Sent, s.Errors)
+	}
+	if s.OK != 4 || s.ClientErrors != 3 || s.ServerErrors != 1 {
+		t.Errorf("2xx %d, 4xx %d, 5xx %d, want 4, 3 and 1", s.OK, s.ClientErrors, s.ServerErrors)
 	}
 }

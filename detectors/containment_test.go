@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
-	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -417,22 +416,11 @@ const (
 )
 
 func TestEngineContainment(t *testing.T) {
-	kcfg := kafkaclient.Defaults()
-	kcfg.TopicPrefix = uniquePrefix(t)
-	cluster, kcfg, err := kcfg.StartInProcess()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	runEngineContainment(t, kcfg)
+	runEngineContainment(t, inProcessKafka(t))
 }
 
 func TestEngineContainmentKafka(t *testing.T) {
-	kcfg := kafkaclient.Defaults()
-	kcfg.Brokers = testenv.KafkaBrokers(t)
-	kcfg.TopicPrefix = uniquePrefix(t)
-	testenv.CreateTopics(t, kcfg)
-	runEngineContainment(t, kcfg)
+	runEngineContainment(t, realKafka(t))
 }
 
 // runEngineContainment runs the engine over a scripted attack and reads

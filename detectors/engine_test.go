@@ -103,6 +103,17 @@ func TestScenarioRules(t *testing.T) {
 }
 
 func TestEngineScenario(t *testing.T) {
+	runEngineScenario(t, inProcessKafka(t))
+}
+
+func TestEngineScenarioKafka(t *testing.T) {
+	runEngineScenario(t, realKafka(t))
+}
+
+// inProcessKafka returns the configuration of a new in-process Kafka
+// cluster with the pipeline topics under a prefix of the test's own.
+func inProcessKafka(t *testing.T) kafkaclient.Config {
+	t.Helper()
 	kcfg := kafkaclient.Defaults()
 	kcfg.TopicPrefix = uniquePrefix(t)
 	cluster, kcfg, err := kcfg.StartInProcess()
@@ -110,15 +121,19 @@ func TestEngineScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	runEngineScenario(t, kcfg)
+	return kcfg
 }
 
-func TestEngineScenarioKafka(t *testing.T) {
+// realKafka returns the configuration of the broker from the services
+// script, with the pipeline topics created under a prefix of the test's
+// own and deleted at cleanup. It skips without the broker.
+func realKafka(t *testing.T) kafkaclient.Config {
+	t.Helper()
 	kcfg := kafkaclient.Defaults()
 	kcfg.Brokers = testenv.KafkaBrokers(t)
 	kcfg.TopicPrefix = uniquePrefix(t)
 	testenv.CreateTopics(t, kcfg)
-	runEngineScenario(t, kcfg)
+	return kcfg
 }
 
 func uniquePrefix(t *testing.T) string {
@@ -359,22 +374,11 @@ func readAlerts(t *testing.T, kcfg kafkaclient.Config) []schemas.Alert {
 // signatures before the restart and 10 after, in one window, cross the
 // threshold of 20.
 func TestEngineRestartKeepsWindows(t *testing.T) {
-	kcfg := kafkaclient.Defaults()
-	kcfg.TopicPrefix = uniquePrefix(t)
-	cluster, kcfg, err := kcfg.StartInProcess()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	runRestartKeepsWindows(t, kcfg)
+	runRestartKeepsWindows(t, inProcessKafka(t))
 }
 
 func TestEngineRestartKeepsWindowsKafka(t *testing.T) {
-	kcfg := kafkaclient.Defaults()
-	kcfg.Brokers = testenv.KafkaBrokers(t)
-	kcfg.TopicPrefix = uniquePrefix(t)
-	testenv.CreateTopics(t, kcfg)
-	runRestartKeepsWindows(t, kcfg)
+	runRestartKeepsWindows(t, realKafka(t))
 }
 
 func runRestartKeepsWindows(t *testing.T, kcfg kafkaclient.Config) {

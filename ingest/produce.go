@@ -89,15 +89,16 @@ wait:
 		})
 	}
 	switch {
-	case failed == 0 && tooLarge == 0:
+	case failed > 0:
+		// Only failures that are not the client's own cancellation count
+		// against readiness.
+		if parent.Err() == nil {
+			s.lastKafkaFailure.Store(time.Now().UnixNano())
+		}
+	case tooLarge == 0:
 		now := time.Now()
 		s.metrics.produceWait.Observe(now.Sub(start).Seconds())
 		s.lastKafkaOK.Store(now.UnixNano())
-	case failed == 0:
-	case parent.Err() == nil:
-		// Only failures that are not the client's own cancellation count
-		// against readiness.
-		s.lastKafkaFailure.Store(time.Now().UnixNano())
 	}
 	return errs
 }

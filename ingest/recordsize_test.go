@@ -58,8 +58,8 @@ func TestSyncBatchRepeatedEventsKey(t *testing.T) {
 
 // TestRecordTooLargeForKafka checks that a record Kafka rejects for its
 // size gets 413, not 503 with Retry-After, and leaves readiness alone. The
-// client's batch limit stands in for the broker's message.max.bytes, which
-// fails records with the same error.
+// client's batch limit replaces the broker's message.max.bytes here, because
+// kgo fails such records with the same error as the broker.
 func TestRecordTooLargeForKafka(t *testing.T) {
 	keys := newTestKeys(t)
 	cluster, kcfg, err := testKafkaConfig().StartInProcess()

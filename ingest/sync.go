@@ -213,27 +213,30 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 		return nil, "", false
 	}
 
-	// Blocks and the device's rate limit come after the proof's signature
+	// The device's blocks and rate limit come after the proof's signature
 	// and binding, so that a stolen bound token without its key cannot
-	// spend the owner's budget, and before the jti claim, so that one
+	// spend the owner's budget. They come before the jti claim, so that one
 	// device cannot fill the shared replay log faster than its rate limit.
+	var jti string
 	if bound {
 		if len(proofs) == 0 {
 			x.detail = "a DPoP-bound token came without a DPoP header"
 			s.failToken(x, schemeDPoP, schemas.ReasonInvalidDPoPProof)
 			return nil, "", false
 		}
-		jti, err := s.dpop.check(proofs[0], r.Method, r.URL.EscapedPath(), token, claims.Cnf.JKT)
-		if err != nil {
+		var err *authError
+		if jti, err = s.dpop.check(proofs[0], r.Method, r.URL.EscapedPath(), token, claims.Cnf.JKT); err != nil {
 			x.detail = clip(err.cause)
 			s.failToken(x, schemeDPoP, err.code)
 			return nil, "", false
 		}
-		if !s.admitDevice(x, device) {
-			return nil, "", false
-		}
+	}
+	if !s.admitDevice(x, device) {
+		return nil, "", false
+	}
+	if bound {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ProduceTimeout)
-		err = s.dpop.claim(ctx, claims.Cnf.JKT, jti)
+		err := s.dpop.claim(ctx, claims.Cnf.JKT, jti)
 		cancel()
 		if err != nil {
 			x.detail = clip(err.cause)
@@ -244,10 +247,6 @@ func (s *Server) authenticate(x *exchange, r *http.Request) (*accessClaims, stri
 			s.failToken(x, schemeDPoP, err.code)
 			return nil, "", false
 		}
-		return claims, device, true
-	}
-	if !s.admitDevice(x, device) {
-		return nil, "", false
 	}
 	return claims, device, true
 }

@@ -60,6 +60,9 @@ func parseBatch(media int, body []byte, limits batchLimits) ([][]byte, error) {
 	case len(events) > limits.maxEvents:
 		return nil, errTooManyEvents
 	}
+	if media == mediaNDJSON {
+		return events, nil // splitNDJSON bounded every line already
+	}
 	// Each event becomes one Kafka record, so without this bound one event
 	// of a JSON batch could exceed the broker's maximum record size.
 	for i, ev := range events {

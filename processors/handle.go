@@ -89,12 +89,11 @@ func (b *batch) mark(partition int32) batchMark {
 func (b *batch) rollback(m batchMark) {
 	clear(b.records[m.records:])
 	b.records = b.records[:m.records]
-	added := b.dedupeKeys[m.partition][m.dedupe:]
-	for _, k := range added {
-		delete(b.dedupeSeen[m.partition], k)
-	}
-	if m.dedupe < len(b.dedupeKeys[m.partition]) {
-		b.dedupeKeys[m.partition] = b.dedupeKeys[m.partition][:m.dedupe]
+	if keys := b.dedupeKeys[m.partition]; len(keys) > m.dedupe {
+		for _, k := range keys[m.dedupe:] {
+			delete(b.dedupeSeen[m.partition], k)
+		}
+		b.dedupeKeys[m.partition] = keys[:m.dedupe]
 	}
 	for _, subject := range b.newKeyOrder[m.newKeys:] {
 		delete(b.newKeys, subject)
@@ -195,9 +194,8 @@ func (p *Processor) routeRecord(b *batch, r *kgo.Record) (string, error) {
 			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonVerifyFailed,
 				"value does not open with the envelope key")
 		}
-		// Ingest never writes a larger payload. One written by an older
-		// version or another writer could make an output record that
-		// Kafka rejects, which would abort every batch that contains it.
+		// Ingest never writes a larger payload, so a larger one came from
+		// another writer or an older version.
 		if len(plain) > schemas.MaxRawPayloadBytes {
 			return outcomeRejected, p.reject(b, rr, schemas.ActionVerify, schemas.ReasonPayloadTooLarge,
 				"payload of "+strconv.Itoa(len(plain))+" bytes is over "+strconv.Itoa(schemas.MaxRawPayloadBytes))

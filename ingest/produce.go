@@ -71,6 +71,9 @@ wait:
 			// The record itself is at fault, not Kafka: the request gets
 			// 413, and readiness is not touched. kgo reports a record over
 			// its own batch limit with the same error as the broker does.
+			// NOTE: the broker judges whole batches, so under a topic
+			// max.message.bytes below kgo's batch limit (1,000,012 bytes),
+			// records batched with an oversized one are reported too large.
 			errs[i] = fmt.Errorf("%w: %w", errRecordTooLarge, err)
 			tooLarge++
 			continue

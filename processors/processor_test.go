@@ -23,6 +23,7 @@ import (
 
 	"github.com/syncguard/syncguard/internal/kafkaclient"
 	"github.com/syncguard/syncguard/internal/keys"
+	"github.com/syncguard/syncguard/internal/testenv"
 	"github.com/syncguard/syncguard/schemas"
 )
 
@@ -729,7 +730,17 @@ func TestProcessorRejectsTooFewDedupePartitions(t *testing.T) {
 // becomes six bytes in the encoded content, so 200 KiB of them outgrow
 // every output limit although the raw payload is within ingest's.
 func TestProcessorDeadLettersOversizedOutput(t *testing.T) {
-	h := newKfakeHarness(t)
+	checkOversizedOutput(t, newKfakeHarness(t))
+}
+
+// TestIntegrationOversizedOutput runs the same check on the real broker,
+// whose default message.max.bytes would reject the unchecked record.
+func TestIntegrationOversizedOutput(t *testing.T) {
+	checkOversizedOutput(t, newBrokerHarness(t, testenv.KafkaBrokers(t)))
+}
+
+func checkOversizedOutput(t *testing.T, h *harness) {
+	t.Helper()
 	h.startProcessor(h.config())
 	body := readMeta(t, "text_simple.json")
 	big := bytes.Replace(bytes.Clone(body), []byte("shipped yet?"), bytes.Repeat([]byte("<"), 200<<10), 1)

@@ -458,7 +458,22 @@ func TestDPoPReplayCacheFull(t *testing.T) {
 // rate limit take no place in the shared replay log, so one device cannot
 // fill it for every other client.
 func TestDPoPDeviceLimitBeforeClaim(t *testing.T) {
-	h := dpopHarness(t, func(c *Config) { c.RateLimits.Device = RateLimit{Rate: 0.001, Burst: 2} })
+	checkDeviceLimitBeforeClaim(t, dpopHarness(t, func(c *Config) { c.RateLimits.Device = RateLimit{Rate: 0.001, Burst: 2} }))
+}
+
+func TestIntegrationDPoPDeviceLimitBeforeClaim(t *testing.T) {
+	kcfg := testKafkaConfig()
+	kcfg.Brokers = testenv.KafkaBrokers(t)
+	testenv.CreateTopics(t, kcfg)
+	keys := newTestKeys(t)
+	cfg := realBrokerConfig(keys)
+	cfg.PublicOrigin = testOrigin
+	cfg.RateLimits.Device = RateLimit{Rate: 0.001, Burst: 2}
+	checkDeviceLimitBeforeClaim(t, newHarnessOn(t, cfg, kcfg, keys))
+}
+
+func checkDeviceLimitBeforeClaim(t *testing.T, h *harness) {
+	t.Helper()
 	keyA, keyB := newECDPoPKey(t), newECDPoPKey(t)
 	limited := 0
 	for i := range 6 {

@@ -35,7 +35,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	clickhouse := fset.String("clickhouse", envOr("SYNCGUARD_CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native-protocol address")
 	duration := fset.Duration("duration", 15*time.Second, "length of each measured phase")
 	warmup := fset.Duration("warmup", 20*time.Second, "unmeasured load before the first phase, so that the Kafka broker's JIT compiler has run")
-	concurrency := fset.Int("concurrency", 256, "connections of the load generator")
+	concurrency := fset.Int("concurrency", 256, "connections of the load generator (with --flood: of the flood, default 64)")
 	roundCount := fset.Int("rounds", 3, "rounds of the highest-rate phase, each measuring the do-nothing server and then ingest")
 	dir := fset.String("dir", filepath.Join(".local", "bench"), "folder for the run's keys, configuration and log")
 	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -54,7 +54,11 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("--rounds: must be 1 to 100, got %d", *roundCount)
 	}
 	if flood.enabled {
-		return flood.run(ctx, strings.Split(*brokers, ","), *clickhouse, *duration, *concurrency, *dir)
+		connections := *concurrency
+		if !flagSet(fset, "concurrency") {
+			connections = floodConnections
+		}
+		return flood.run(ctx, strings.Split(*brokers, ","), *clickhouse, *duration, connections, *dir)
 	}
 
 	name := fmt.Sprintf("syncguard_bench_%d", time.Now().Unix())
@@ -428,6 +432,17 @@ func verdict(met bool) string {
 		return "met"
 	}
 	return "missed"
+}
+
+// floodConnections is the flood's default connection count, which the
+// recorded flood figures used.
+const floodConnections = 64
+
+// flagSet reports whether the command line set the flag called name.
+func flagSet(fset *flag.FlagSet, name string) bool {
+	set := false
+	fset.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // benchAccounts is the number of WhatsApp accounts the load sends as.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"path/filepath"
 	"testing"
 	"time"
@@ -120,5 +121,20 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	}
 	if len(out.Acks) != 2 || out.Acks[1].Status != "read" || !out.Acks[0].At.Equal(at) || out.Acks[1].ID != "wamid.B" {
 		t.Errorf("acks changed: got %+v", out.Acks)
+	}
+}
+
+func TestFlagSetSeesOnlyGivenFlags(t *testing.T) {
+	fset := flag.NewFlagSet("x", flag.ContinueOnError)
+	fset.Int("concurrency", 256, "")
+	fset.Bool("flood", false, "")
+	if err := fset.Parse([]string{"--flood"}); err != nil {
+		t.Fatal(err)
+	}
+	if !flagSet(fset, "flood") {
+		t.Error("flagSet(flood) = false for a given flag")
+	}
+	if flagSet(fset, "concurrency") {
+		t.Error("flagSet(concurrency) = true for a flag left at its default")
 	}
 }

@@ -40,9 +40,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 		return errUsage
 	}
 
-	mixSet := false
-	fset.Visit(func(f *flag.Flag) { mixSet = mixSet || f.Name == "mix" })
-	if !mixSet && *signingKey == "" {
+	if !flagSet(fset, "mix") && *signingKey == "" {
 		// Sync requests need a token signing key. Without one, the default
 		// mix keeps its webhook and redelivery weights.
 		*mix = webhookOnlyMix

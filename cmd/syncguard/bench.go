@@ -113,6 +113,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 			"--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 			"--duration", d.String(),
 			"--concurrency", strconv.Itoa(*concurrency),
+			"--preconnect",
 			"--mix", "webhook=1",
 			"--accounts", strconv.Itoa(benchAccounts),
 			"--seed", strconv.FormatInt(seed, 10),
@@ -248,6 +249,11 @@ func startNoopServer() (string, func(), error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
+			if r.URL.Path == "/healthz" {
+				// As ingest does; loadgen's --preconnect needs a body.
+				_, _ = w.Write([]byte("ok\n"))
+				return
+			}
 			w.WriteHeader(http.StatusOK)
 		}),
 	}

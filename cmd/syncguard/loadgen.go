@@ -24,6 +24,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	duration := fset.Duration("duration", 0, "stop after this long")
 	requests := fset.Int64("requests", 0, "stop after this many requests")
 	concurrency := fset.Int("concurrency", 8, "connections")
+	preconnect := fset.Bool("preconnect", false, "open every connection (one GET /healthz each) before the clock starts")
 	mix := fset.String("mix", "webhook=75,sync=20,redelivery=5", "weights of request kinds: webhook, text, sync, forged, redelivery; without --signing-key the default leaves out sync")
 	secretFile := fset.String("app-secret-file", "", "file with the WhatsApp app secret that signs webhooks (default: the demo secret)")
 	signingKey := fset.String("signing-key", "", "PEM Ed25519 key that signs sync tokens; needed when the mix has sync")
@@ -62,7 +63,7 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 	cfg := loadgen.Config{
 		Target: *target, Rate: *rate, Duration: *duration, Requests: *requests,
-		Concurrency: *concurrency, Mix: weights, SourceAddr: *source, Webhooks: webhooks, TrackAcks: *trackAcks,
+		Concurrency: *concurrency, Preconnect: *preconnect, Mix: weights, SourceAddr: *source, Webhooks: webhooks, TrackAcks: *trackAcks,
 		Progress: func(s loadgen.Snapshot) {
 			fmt.Fprintf(os.Stderr, "%5.0fs sent %d 2xx %d 4xx %d 5xx %d errors %d rate %.0f/s p99 %s\n",
 				s.Elapsed.Seconds(), s.Sent, s.OK, s.ClientErrors, s.ServerErrors, s.Errors, s.Rate, s.P99)

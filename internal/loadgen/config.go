@@ -38,6 +38,10 @@ type Config struct {
 	// Concurrency is the number of connections and of requests in flight
 	// (default 8).
 	Concurrency int `yaml:"concurrency"`
+	// Preconnect opens all Concurrency connections before the clock
+	// starts, so that the first moments of a measured run do not hold the
+	// handshakes and the server's work of accepting every connection.
+	Preconnect bool `yaml:"preconnect"`
 	// Timeout bounds each request (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// Mix weighs the kinds of requests. When all weights are 0, Run sends

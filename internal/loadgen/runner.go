@@ -86,6 +86,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 }
 
 func (r *runner) run(ctx context.Context) (Report, error) {
+	if r.cfg.Preconnect {
+		if err := r.preconnect(ctx); err != nil {
+			return Report{}, err
+		}
+	}
 	start := time.Now()
 
 	// Workers own the connections and stop when jobs is closed.
@@ -125,6 +130,44 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("loadgen: run ended early: %w", err)
 	}
 	return rep, nil
+}
+
+// preconnect opens every connection of the pool with one GET /healthz on
+// each. A request keeps its connection until its body is closed, so every
+// request holds its response open until all have one; the transport then
+// has to dial a connection per request. That needs a response body: the
+// transport frees the connection of an empty one at once. Ingest answers
+// "ok", and neither audits nor rate limits /healthz.
+func (r *runner) preconnect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	var answered, done sync.WaitGroup
+	answered.Add(r.cfg.Concurrency)
+	errs := make([]error, r.cfg.Concurrency)
+	for i := range r.cfg.Concurrency {
+		done.Go(func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/healthz", nil)
+			if err != nil {
+				answered.Done()
+				errs[i] = err
+				return
+			}
+			resp, err := r.client.Do(req)
+			answered.Done()
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			answered.Wait()
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+			_ = resp.Body.Close()
+		})
+	}
+	done.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("loadgen: open %d connections: %w", r.cfg.Concurrency, err)
+	}
+	return nil
 }
 
 // dispatch hands out jobs until a bound is reached or ctx ends, and

@@ -416,3 +416,93 @@ func TestRunCountsGenerationFailures(t *testing.T) {
 		t.Errorf("error samples %q", rep.ErrorSamples)
 	}
 }
+
+// connectionCounter answers every request with 200, /healthz with a body
+// as ingest does, and notes, per path
+// kind, which client connections (remote addresses) it came on.
+type connectionCounter struct {
+	*httptest.Server
+	mu      sync.Mutex
+	healthz map[string]bool
+	other   map[string]bool
+}
+
+func newConnectionCounter(t *testing.T) *connectionCounter {
+	c := &connectionCounter{healthz: map[string]bool{}, other: map[string]bool{}}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		c.mu.Lock()
+		if r.URL.Path == "/healthz" {
+			c.healthz[r.RemoteAddr] = true
+			_, _ = w.Write([]byte("ok\n"))
+		} else {
+			c.other[r.RemoteAddr] = true
+		}
+		c.mu.Unlock()
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestRunPreconnectOpensEveryConnection(t *testing.T) {
+	c := newConnectionCounter(t)
+	cfg := testRunConfig(t, c.URL)
+	cfg.Concurrency = 16
+	cfg.Requests = 200
+	cfg.Mix = Mix{Webhook: 1}
+	cfg.Preconnect = true
+
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ByStatus[200] != 200 {
+		t.Fatalf("statuses %v, want 200 answers of 200", rep.ByStatus)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.healthz) != 16 {
+		t.Errorf("preconnect came on %d connections, want 16", len(c.healthz))
+	}
+	for addr := range c.other {
+		if !c.healthz[addr] {
+			t.Errorf("a request came on connection %s, opened after the preconnect", addr)
+		}
+	}
+}
+
+func TestRunWithoutPreconnectSendsNoProbe(t *testing.T) {
+	c := newConnectionCounter(t)
+	cfg := testRunConfig(t, c.URL)
+	cfg.Requests = 20
+	cfg.Mix = Mix{Webhook: 1}
+
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.healthz) != 0 || len(c.other) == 0 {
+		t.Errorf("healthz on %d connections, other requests on %d; want 0 and some", len(c.healthz), len(c.other))
+	}
+}
+
+func TestRunPreconnectFailureEndsRun(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+
+	cfg := testRunConfig(t, "http://"+addr)
+	cfg.Requests = 10
+	cfg.Preconnect = true
+	rep, err := Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "open 4 connections") {
+		t.Fatalf("error %v, want one that names the preconnect", err)
+	}
+	if rep.Sent != 0 {
+		t.Errorf("sent %d requests after a failed preconnect", rep.Sent)
+	}
+}

@@ -68,8 +68,8 @@ func Defaults() Config {
 		ReplicationFactor:  1,
 		SessionTimeout:     10 * time.Second,
 		TransactionTimeout: 15 * time.Second,
-		FetchMinBytes:      64 << 10,
-		FetchMaxWait:       50 * time.Millisecond,
+		FetchMinBytes:      256 << 10,
+		FetchMaxWait:       100 * time.Millisecond,
 	}
 }
 

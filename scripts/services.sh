@@ -84,10 +84,8 @@ spawn() {
     fail "$service did not write its pid file $pid_file"
 }
 
-# With autogroup scheduling (kernel.sched_autogroup_enabled) a thread's nice
-# value counts only against threads of its own session, and spawn gives each
-# service a session. The session's value is set through /proc/PID/autogroup;
-# without autogroup the file is missing and the thread's nice value counts.
+# Sets the autogroup nice value of PID's session. With autogroup scheduling a
+# thread's nice value counts only within its session, and each service has one.
 lower_session_priority() {
     local pid=$1 nice=$2
     if [[ -w /proc/$pid/autogroup ]]; then
@@ -314,12 +312,8 @@ start_kafka() {
     # readiness check, so kafka_ready reads only what is logged after this offset.
     kafka_server_log=$dir/logs/server.log kafka_log_offset=0
     [[ -f $kafka_server_log ]] && kafka_log_offset=$(stat -c %s "$kafka_server_log")
-    # The heap is the default of Kafka's own start scripts. The collector is
-    # Shenandoah, which works concurrently: its pauses stayed under 1 ms
-    # under the benchmark's load. G1, with the settings of those scripts,
-    # paused for 12 to 20 ms every two seconds and for up to 69 ms in mixed
-    # collections, because its threads shared two busy cores with the Go
-    # processes. Those pauses were the largest part of the webhook ack p99.
+    # Kafka's default heap, with Shenandoah: under the benchmark's load its
+    # pauses stayed under 1 ms, where G1's reached 69 ms on two busy cores.
     # Some Java builds (Oracle's) lack Shenandoah; they get G1 as Kafka's
     # scripts set it.
     local gc_opts=(-XX:+UseShenandoahGC)
@@ -356,11 +350,8 @@ start_clickhouse() {
     sed "s|@CLICKHOUSE_DIR@|$escaped_dir|g" "$script_dir/clickhouse/config.xml" >"$dir/etc/config.xml"
     cp "$script_dir/clickhouse/users.xml" "$dir/etc/users.xml"
 
-    # ClickHouse is the asynchronous end of the pipeline: nothing waits for
-    # it within a request. Its background work took a whole core for a few
-    # hundred milliseconds at a time, and on a machine shared with ingest
-    # and Kafka that delayed webhook acknowledgements. At a lower priority
-    # it yields to them.
+    # Nothing waits for ClickHouse within a request, and its bursts of a whole
+    # core delayed webhook acks on a shared machine, so it runs at lower priority.
     spawn clickhouse "$dir/logs/stdout.log" nice -n "$clickhouse_nice" "$server" --config-file="$dir/etc/config.xml"
     lower_session_priority "$(<"$local_dir/clickhouse.pid")" "$clickhouse_nice"
 

@@ -338,6 +338,9 @@ clickhouse_ready() {
 
 start_clickhouse() {
     already_running clickhouse && return 0
+    if ! [[ $clickhouse_nice =~ ^-?[0-9]+$ ]] || ((clickhouse_nice < -20 || clickhouse_nice > 19)); then
+        fail "CLICKHOUSE_NICE must be an integer from -20 to 19, got '$clickhouse_nice'"
+    fi
     ensure_clickhouse
     local dir=$local_dir/clickhouse server
     server=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)

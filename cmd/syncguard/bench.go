@@ -250,7 +250,7 @@ func startNoopServer() (string, func(), error) {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			if r.URL.Path == "/healthz" {
-				// As ingest does; loadgen's --preconnect needs a body.
+				// Ingest returns a body here too, and loadgen's --preconnect needs one.
 				_, _ = w.Write([]byte("ok\n"))
 				return
 			}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -132,30 +133,26 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-// preconnect opens every connection of the pool with one GET /healthz on
-// each. A request keeps its connection until its body is closed, so every
-// request holds its response open until all have one; the transport then
-// has to dial a connection per request. That needs a response body: the
-// transport frees the connection of an empty one at once. Ingest answers
-// "ok", and neither audits nor rate limits /healthz.
+// preconnect opens every connection of the pool with one GET /healthz each.
+// Each request holds its response open until all have one, so the transport
+// has to dial a connection per request. That needs a response body, because
+// the transport frees the connection of an empty response at once. Ingest
+// returns "ok" and neither audits nor rate limits /healthz.
 func (r *runner) preconnect(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	var answered, done sync.WaitGroup
 	answered.Add(r.cfg.Concurrency)
-	errs := make([]error, r.cfg.Concurrency)
-	for i := range r.cfg.Concurrency {
+	var failed atomic.Int64
+	var firstErr error
+	var firstOnce sync.Once
+	for range r.cfg.Concurrency {
 		done.Go(func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/healthz", nil)
-			if err != nil {
-				answered.Done()
-				errs[i] = err
-				return
-			}
-			resp, err := r.client.Do(req)
+			resp, err := r.probe(ctx)
 			answered.Done()
 			if err != nil {
-				errs[i] = err
+				failed.Add(1)
+				firstOnce.Do(func() { firstErr = err })
 				return
 			}
 			answered.Wait()
@@ -164,10 +161,19 @@ func (r *runner) preconnect(ctx context.Context) error {
 		})
 	}
 	done.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("loadgen: open %d connections: %w", r.cfg.Concurrency, err)
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("loadgen: open %d connections: %d failed, the first with: %w", r.cfg.Concurrency, n, firstErr)
 	}
 	return nil
+}
+
+// probe sends one GET /healthz and returns its response unread.
+func (r *runner) probe(ctx context.Context) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/healthz", nil)
+	if err != nil {
+		return nil, err
+	}
+	return r.client.Do(req)
 }
 
 // dispatch hands out jobs until a bound is reached or ctx ends, and

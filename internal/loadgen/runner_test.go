@@ -417,9 +417,9 @@ func TestRunCountsGenerationFailures(t *testing.T) {
 	}
 }
 
-// connectionCounter answers every request with 200, /healthz with a body
-// as ingest does, and notes, per path
-// kind, which client connections (remote addresses) it came on.
+// connectionCounter returns 200 for every request, with a body for /healthz
+// as ingest does. It records which client connections (remote addresses)
+// carried /healthz and which carried other requests.
 type connectionCounter struct {
 	*httptest.Server
 	mu      sync.Mutex
@@ -457,7 +457,7 @@ func TestRunPreconnectOpensEveryConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.ByStatus[200] != 200 {
-		t.Fatalf("statuses %v, want 200 answers of 200", rep.ByStatus)
+		t.Fatalf("statuses %v, want 200 responses with status 200", rep.ByStatus)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -499,8 +499,11 @@ func TestRunPreconnectFailureEndsRun(t *testing.T) {
 	cfg.Requests = 10
 	cfg.Preconnect = true
 	rep, err := Run(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "open 4 connections") {
-		t.Fatalf("error %v, want one that names the preconnect", err)
+	if err == nil || !strings.Contains(err.Error(), "open 4 connections: 4 failed") {
+		t.Fatalf("error %v, want one that names the preconnect and its failures", err)
+	}
+	if strings.Count(err.Error(), "connection refused") != 1 {
+		t.Errorf("error %q repeats the cause per connection", err)
 	}
 	if rep.Sent != 0 {
 		t.Errorf("sent %d requests after a failed preconnect", rep.Sent)

@@ -314,8 +314,8 @@ start_kafka() {
     [[ -f $kafka_server_log ]] && kafka_log_offset=$(stat -c %s "$kafka_server_log")
     # Kafka's default heap, with Shenandoah: under the benchmark's load its
     # pauses stayed under 1 ms, where G1's reached 69 ms on two busy cores.
-    # Some Java builds (Oracle's) lack Shenandoah; they get G1 as Kafka's
-    # scripts set it.
+    # Some Java builds, such as Oracle's, lack Shenandoah and get G1 as
+    # Kafka's scripts set it.
     local gc_opts=(-XX:+UseShenandoahGC)
     if ! "$java" -XX:+UseShenandoahGC -version >/dev/null 2>&1; then
         log "kafka: this Java has no Shenandoah collector, using G1"
@@ -336,10 +336,23 @@ clickhouse_ready() {
     [[ $(curl -s --max-time 2 "http://127.0.0.1:$clickhouse_http_port/ping") == Ok. ]]
 }
 
+# Checks CLICKHOUSE_NICE. Leading zeros are rejected, because bash would
+# read them as octal and nice as decimal.
+check_clickhouse_nice() {
+    if ! [[ $clickhouse_nice =~ ^-?(0|[1-9][0-9]?)$ ]] || ((clickhouse_nice < -20 || clickhouse_nice > 19)); then
+        fail "CLICKHOUSE_NICE must be an integer from -20 to 19 without leading zeros, got '$clickhouse_nice'"
+    fi
+}
+
 start_clickhouse() {
-    already_running clickhouse && return 0
-    if ! [[ $clickhouse_nice =~ ^-?[0-9]+$ ]] || ((clickhouse_nice < -20 || clickhouse_nice > 19)); then
-        fail "CLICKHOUSE_NICE must be an integer from -20 to 19, got '$clickhouse_nice'"
+    if already_running clickhouse; then
+        local pid current
+        pid=$(running_pid clickhouse)
+        current=$(ps -o nice= -p "$pid" | tr -d ' ')
+        if [[ $current != "$clickhouse_nice" ]]; then
+            log "clickhouse: runs at nice $current, not $clickhouse_nice; run '$0 stop' and start again to apply CLICKHOUSE_NICE"
+        fi
+        return 0
     fi
     ensure_clickhouse
     local dir=$local_dir/clickhouse server
@@ -374,6 +387,7 @@ done
 
 case ${1:-} in
     start)
+        [[ " $services " == *" clickhouse "* ]] && check_clickhouse_nice
         mkdir -p "$local_dir"
         for service in $services; do "start_$service"; done
         ;;

@@ -28,7 +28,7 @@ import (
 // benchCommand measures the pipeline on the real Kafka and ClickHouse:
 // the highest sustained webhook rate against ingest and against a
 // do-nothing HTTP server under the same load generator, then ack and
-// end-to-end latency at half of ingest's highest rate.
+// end-to-end latency at half of ingest's rate in the median round.
 func benchCommand(ctx context.Context, args []string) (err error) {
 	fset := flag.NewFlagSet("bench", flag.ContinueOnError)
 	brokers := fset.String("brokers", envOr("SYNCGUARD_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
@@ -160,10 +160,11 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	}
 	median := medianRound(rounds)
 
-	// Phase 2: half of SyncGuard's highest rate, open loop, with a watcher
-	// that notes when each sampled message appears in ClickHouse.
+	// Phase 2: half of SyncGuard's rate in the median round, open loop,
+	// with a watcher that notes when each sampled message appears in
+	// ClickHouse.
 	half := median.fullRate() / 2
-	say("phase 2: %.0f requests/s (half of SyncGuard's highest) for %s", half, *duration)
+	say("phase 2: %.0f requests/s (half of SyncGuard's rate in the median round) for %s", half, *duration)
 	watch := newRowWatcher(ws.cfg.Sink.ClickHouse, name)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan error, 1)
@@ -479,7 +480,7 @@ func printBench(r benchResult) {
 | half load, requests/s offered | %.0f | |
 | half load, ack latency p50 / p99 | %s / %s | p99 under %s: %s |
 | half load, inside ingest (headers read to response written), p99 at most | %s | |
-| half load, of which waiting for Kafka, p99 at most | %s | |
+| half load, Kafka acknowledgement wait, p99 at most | %s | |
 | half load, end to end (ack to ClickHouse row) p50 / p99 | %s / %s | p99 under %s: %s |
 | end-to-end samples (missing) | %d (%d) | none missing: %s |
 `, r.median.ratio(), benchRatioTarget, verdict(r.median.ratio() >= benchRatioTarget),

@@ -76,7 +76,7 @@ spawn() {
     rm -f "$pid_file"
     # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell.
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pid_file" "$@" \
-        </dev/null >>"$output_file" 2>&1 &
+        </dev/null >>"$output_file" 2>&1 9>&- &
     for _ in $(seq 50); do
         [[ -s $pid_file ]] && return 0
         sleep 0.1
@@ -101,8 +101,12 @@ wait_ready() {
     local service=$1 ready_command=$2
     shift 2
     local deadline=$((SECONDS + start_timeout))
+    local pid
+    pid=$(<"$local_dir/$service.pid")
     until $ready_command; do
-        if ! running_pid "$service" >/dev/null; then
+        # kill -0 and not running_pid: while the process is still executing
+        # its way to the server, /proc/PID/cmdline can be empty.
+        if ! kill -0 "$pid" 2>/dev/null; then
             tail_logs "$@"
             rm -f "$local_dir/$service.pid"
             fail "$service exited during startup; see the logs above"
@@ -385,13 +389,25 @@ for service in $services; do
         fail "unknown service '$service' in SERVICES; expected kafka and/or clickhouse"
 done
 
+# Takes a lock on the local folder, so that a start and a stop, or two
+# starts, run one after the other instead of racing for the same processes.
+# spawn closes the lock's descriptor, so the services do not inherit it.
+lock_local_dir() {
+    mkdir -p "$local_dir"
+    exec 9>"$local_dir/services.lock"
+    flock 9
+}
+
 case ${1:-} in
     start)
-        [[ " $services " == *" clickhouse "* ]] && check_clickhouse_nice
-        mkdir -p "$local_dir"
+        if [[ " $services " == *" clickhouse "* ]]; then
+            check_clickhouse_nice
+        fi
+        lock_local_dir
         for service in $services; do "start_$service"; done
         ;;
     stop)
+        lock_local_dir
         for service in $services; do stop_service "$service"; done
         ;;
     status)
@@ -420,6 +436,7 @@ case ${1:-} in
         log "tools: promtool $(command -v promtool)"
         ;;
     reset)
+        lock_local_dir
         for service in $services; do
             stop_service "$service"
             rm -rf "${local_dir:?}/$service"

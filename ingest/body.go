@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/syncguard/syncguard/schemas"
 )
 
 // defaultReadHint is the first buffer size for a body of unknown length.
@@ -118,14 +120,37 @@ func wrapGzipErr(err error) error {
 	return errBadGzip
 }
 
+// failBodyRead responds to a request whose body could not be read. A body
+// that did not arrive within read_timeout gets 408 request_timeout;
+// net/http then closes an HTTP/1 connection, whose unread body it cannot
+// skip. Validate keeps write_timeout longer than read_timeout, so that
+// this response can still be written. Any other failure gets 400
+// invalid_request, which mostly reaches nobody because the client went
+// away. When the response cannot be sent, the audit detail says so.
+func (s *Server) failBodyRead(x *exchange, err error) {
+	x.detail = bodyReadDetail(err)
+	code, detail := schemas.ReasonInvalidRequest, "the request body could not be read"
+	if isTimeout(err) {
+		code, detail = schemas.ReasonRequestTimeout, "the body did not arrive within "+s.cfg.ReadTimeout.String()
+	}
+	s.fail(x, code, detail)
+	if err := http.NewResponseController(x.w).Flush(); err != nil {
+		x.detail += "; the response could not be sent"
+	}
+}
+
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
+}
+
 // bodyReadDetail describes a failed body read for the audit detail. It
 // names the kind of failure instead of quoting the error, whose text can
 // carry an HTTP/2 stream id or an address and so would make every
 // detail distinct.
 func bodyReadDetail(err error) string {
-	var netErr net.Error
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case isTimeout(err):
 		return "reading body: timed out"
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "reading body: the client closed the body early"

@@ -20,7 +20,9 @@ type Config struct {
 	// ReadTimeout bounds reading a whole request, body included.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds the time from the end of the request headers to
-	// the end of the response.
+	// the end of the response. It must be at least a second longer than
+	// ReadTimeout, so that a body that runs out of ReadTimeout still gets
+	// its 408 response.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle for this long.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -163,6 +165,11 @@ type SyncAuthConfig struct {
 	DPoPReplayCacheMax int `yaml:"dpop_replay_cache_max"`
 }
 
+// minResponseTime is the least time between the read and the write
+// deadline of a request, which is the time left to send the 408 response
+// to a body that timed out.
+const minResponseTime = time.Second
+
 // MaxRecordPayloadBytes bounds the webhook body and sync event limits,
 // because each webhook and each sync event becomes one raw record.
 const MaxRecordPayloadBytes = schemas.MaxRawPayloadBytes
@@ -175,7 +182,7 @@ func DefaultConfig() Config {
 		ListenAddr:          "127.0.0.1:8080",
 		ReadHeaderTimeout:   10 * time.Second,
 		ReadTimeout:         30 * time.Second,
-		WriteTimeout:        30 * time.Second,
+		WriteTimeout:        35 * time.Second,
 		IdleTimeout:         120 * time.Second,
 		MaxHeaderBytes:      16 << 10,
 		ShutdownTimeout:     20 * time.Second,
@@ -232,6 +239,10 @@ func (c Config) Validate() error {
 		if d.d <= 0 {
 			return fmt.Errorf("ingest.%s: must be positive, got %s", d.key, d.d)
 		}
+	}
+	if c.WriteTimeout < c.ReadTimeout+minResponseTime {
+		return fmt.Errorf("ingest.write_timeout: must be at least %s longer than read_timeout (%s), so that a request whose body timed out still gets its 408 response; got %s",
+			minResponseTime, c.ReadTimeout, c.WriteTimeout)
 	}
 	if c.ProduceLinger < 0 || c.ProduceLinger > 50*time.Millisecond {
 		return fmt.Errorf("ingest.produce_linger: must be 0 to 50ms, got %s", c.ProduceLinger)

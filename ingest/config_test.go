@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "whatsapp.apps[1].name"},
 		{"listen addr", func(c *Config) { c.ListenAddr = "8080" }, "ingest.listen_addr"},
 		{"produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest.produce_timeout"},
+		{"write timeout equal to read timeout", func(c *Config) { c.WriteTimeout = c.ReadTimeout }, "ingest.write_timeout: must be at least 1s longer than read_timeout (30s)"},
+		{"write timeout a second longer", func(c *Config) { c.WriteTimeout = c.ReadTimeout + time.Second }, ""},
 		{"webhook body over a Kafka record", func(c *Config) { c.WebhookMaxBodyBytes = MaxRecordPayloadBytes + 1 }, "ingest.webhook_max_body_bytes"},
 		{"sync event over a Kafka record", func(c *Config) { c.SyncMaxLineBytes = MaxRecordPayloadBytes + 1 }, "ingest.sync_max_line_bytes"},
 		{"webhook limit", func(c *Config) { c.WebhookMaxBodyBytes = 0 }, "ingest.webhook_max_body_bytes"},

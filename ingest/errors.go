@@ -46,6 +46,7 @@ var problems = map[string]problem{
 	schemas.ReasonHandshakeFailed:   {http.StatusForbidden, "Verification handshake failed"},
 	schemas.ReasonInvalidRequest:    {http.StatusBadRequest, "Invalid request"},
 	schemas.ReasonInvalidJSON:       {http.StatusBadRequest, "Invalid JSON"},
+	schemas.ReasonRequestTimeout:    {http.StatusRequestTimeout, "Request timeout"},
 	schemas.ReasonNotFound:          {http.StatusNotFound, "Not found"},
 	schemas.ReasonMethodNotAllowed:  {http.StatusMethodNotAllowed, "Method not allowed"},
 	schemas.ReasonPayloadTooLarge:   {http.StatusRequestEntityTooLarge, "Payload too large"},

@@ -3,6 +3,8 @@ package ingest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -250,5 +252,90 @@ func TestReadyzFollowsKafka(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestStalledBodyGetsRequestTimeout sends the headers and part of a body,
+// then nothing more. The client must get 408 request_timeout once
+// read_timeout passes, and the audit row must say the same, over HTTP/1.1
+// and HTTP/2.
+func TestStalledBodyGetsRequestTimeout(t *testing.T) {
+	certFile, keyFile, pool := writeTestCert(t)
+	h := newHarness(t, func(c *Config) {
+		c.ReadTimeout = 400 * time.Millisecond
+		c.WriteTimeout = c.ReadTimeout + minResponseTime
+		c.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
+	})
+	base, _ := serving(t, h)
+	base = strings.Replace(base, "http://", "https://", 1)
+	token := h.token(h.claims())
+
+	stalled := func(t *testing.T, route string, proto int) *http.Response {
+		t.Helper()
+		pr, pw := io.Pipe()
+		// Without an answer, the HTTP/1.1 client would wait for the body
+		// forever; ending it later makes that a failure, not a hang.
+		giveUp := time.AfterFunc(5*time.Second, func() { pw.CloseWithError(errors.New("no answer within 5s")) })
+		t.Cleanup(func() { giveUp.Stop(); pw.Close() })
+		req, err := http.NewRequest(http.MethodPost, base+route, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = 1000
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Hub-Signature-256", sign(testAppSecret, []byte("x")))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Device-ID", testDevice)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: proto == 2}
+		if proto == 1 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		go func() { _, _ = pw.Write([]byte(`{"entry":[`)) }()
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+		if err != nil {
+			t.Fatalf("no response to a stalled body: %v", err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.ProtoMajor != proto {
+			t.Fatalf("protocol = %s, want HTTP/%d", resp.Proto, proto)
+		}
+		return resp
+	}
+
+	seen := 0
+	for _, tc := range []struct {
+		name, route, auditRoute string
+		proto                   int
+	}{
+		{"webhook over HTTP/1.1", "/webhooks/whatsapp", routeWebhook, 1},
+		{"sync over HTTP/1.1", "/v1/sync/events", routeSync, 1},
+		{"webhook over HTTP/2", "/webhooks/whatsapp", routeWebhook, 2},
+		{"sync over HTTP/2", "/v1/sync/events", routeSync, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := stalled(t, tc.route, tc.proto)
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("status = %d, want 408", resp.StatusCode)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != contentTypeProblem {
+				t.Errorf("Content-Type = %q, want %s", ct, contentTypeProblem)
+			}
+			if body := readAllString(t, resp.Body); !strings.Contains(body, `"code":"request_timeout"`) {
+				t.Errorf("body %s lacks the code request_timeout", body)
+			}
+			if tc.proto == 1 && !resp.Close {
+				t.Error("the HTTP/1.1 connection stays open with an unread body on it")
+			}
+			seen++
+			evs := h.auditEvents(seen)
+			ev := evs[len(evs)-1]
+			if ev.Route != tc.auditRoute || ev.Reason != schemas.ReasonRequestTimeout || ev.Status != http.StatusRequestTimeout {
+				t.Errorf("audit event route %q reason %q status %d, want %q request_timeout 408", ev.Route, ev.Reason, ev.Status, tc.auditRoute)
+			}
+			if ev.Detail != "reading body: timed out" {
+				t.Errorf("audit detail = %q, want the timeout alone", ev.Detail)
+			}
+		})
 	}
 }

@@ -305,8 +305,7 @@ func (s *Server) readSyncBody(x *exchange, r *http.Request) ([]byte, bool) {
 		s.fail(x, schemas.ReasonInvalidRequest, "the body is not valid gzip")
 		return nil, false
 	case err != nil:
-		x.detail = bodyReadDetail(err)
-		s.fail(x, schemas.ReasonInvalidRequest, "the request body could not be read")
+		s.failBodyRead(x, err)
 		return nil, false
 	}
 	return body, true

@@ -104,8 +104,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		s.fail(x, schemas.ReasonPayloadTooLarge, "the body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
 		return
 	case err != nil:
-		x.detail = bodyReadDetail(err)
-		s.fail(x, schemas.ReasonInvalidRequest, "the request body could not be read")
+		s.failBodyRead(x, err)
 		return
 	}
 

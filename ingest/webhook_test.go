@@ -402,3 +402,37 @@ func TestBodyReadDetailHasNoErrorText(t *testing.T) {
 		}
 	}
 }
+
+// brokenWriter is a ResponseWriter whose connection is gone: flushing
+// fails.
+type brokenWriter struct{ *httptest.ResponseRecorder }
+
+func (brokenWriter) FlushError() error { return os.ErrDeadlineExceeded }
+
+func TestBodyReadFailureNotesAnUnsentAnswer(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, tc := range []struct {
+		err        error
+		wantReason string
+		wantStatus int
+	}{
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, schemas.ReasonRequestTimeout, http.StatusRequestTimeout},
+		{io.ErrUnexpectedEOF, schemas.ReasonInvalidRequest, http.StatusBadRequest},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks/whatsapp", nil)
+		for _, w := range []http.ResponseWriter{httptest.NewRecorder(), brokenWriter{httptest.NewRecorder()}} {
+			x := h.srv.begin(w, req, routeWebhook)
+			h.srv.failBodyRead(x, tc.err)
+			_, broken := w.(brokenWriter)
+			want := bodyReadDetail(tc.err)
+			if broken {
+				want += "; the response could not be sent"
+			}
+			if x.reason != tc.wantReason || x.status != tc.wantStatus || x.detail != want {
+				t.Errorf("%v (broken %v): reason %q status %d detail %q, want %q %d %q",
+					tc.err, broken, x.reason, x.status, x.detail, tc.wantReason, tc.wantStatus, want)
+			}
+			h.srv.finish(x)
+		}
+	}
+}

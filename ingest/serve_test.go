@@ -257,8 +257,8 @@ func TestReadyzFollowsKafka(t *testing.T) {
 
 // TestStalledBodyGetsRequestTimeout sends the headers and part of a body,
 // then nothing more. The client must get 408 request_timeout once
-// read_timeout passes, and the audit row must say the same, over HTTP/1.1
-// and HTTP/2.
+// read_timeout passes, and the audit row must record the same, over
+// HTTP/1.1 and HTTP/2.
 func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 	certFile, keyFile, pool := writeTestCert(t)
 	h := newHarness(t, func(c *Config) {
@@ -273,9 +273,9 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 	stalled := func(t *testing.T, route string, proto int) *http.Response {
 		t.Helper()
 		pr, pw := io.Pipe()
-		// Without an answer, the HTTP/1.1 client would wait for the body
-		// forever; ending it later makes that a failure, not a hang.
-		giveUp := time.AfterFunc(5*time.Second, func() { pw.CloseWithError(errors.New("no answer within 5s")) })
+		// Without a response, the HTTP/1.1 client would wait for the body
+		// forever. Ending the body later makes that a failure, not a hang.
+		giveUp := time.AfterFunc(5*time.Second, func() { pw.CloseWithError(errors.New("no response within 5s")) })
 		t.Cleanup(func() { giveUp.Stop(); pw.Close() })
 		req, err := http.NewRequest(http.MethodPost, base+route, pr)
 		if err != nil {

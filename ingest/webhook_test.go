@@ -409,7 +409,7 @@ type brokenWriter struct{ *httptest.ResponseRecorder }
 
 func (brokenWriter) FlushError() error { return os.ErrDeadlineExceeded }
 
-func TestBodyReadFailureNotesAnUnsentAnswer(t *testing.T) {
+func TestBodyReadFailureNotesUnsentResponse(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, tc := range []struct {
 		err        error

@@ -135,29 +135,26 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 
 // preconnect opens every connection of the pool with one GET /healthz each.
 // Each request holds its response open until all have one, so the transport
-// has to dial a connection per request. That needs a response body, because
-// the transport frees the connection of an empty response at once. Ingest
-// returns "ok" and neither audits nor rate limits /healthz.
+// has to dial a connection per request. That needs a 200 response with a
+// body on a connection the server keeps open: the transport frees the
+// connection of an empty response at once, and a closed one is dialed
+// again by the run. preconnect fails when any probe gets something else.
+// Ingest returns "ok" and neither audits nor rate limits /healthz.
 func (r *runner) preconnect(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	var answered, done sync.WaitGroup
-	answered.Add(r.cfg.Concurrency)
+	var responded, done sync.WaitGroup
+	responded.Add(r.cfg.Concurrency)
 	var failed atomic.Int64
 	var firstErr error
 	var firstOnce sync.Once
 	for range r.cfg.Concurrency {
 		done.Go(func() {
-			resp, err := r.probe(ctx)
-			answered.Done()
+			err := r.probe(ctx, &responded)
 			if err != nil {
 				failed.Add(1)
 				firstOnce.Do(func() { firstErr = err })
-				return
 			}
-			answered.Wait()
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
-			_ = resp.Body.Close()
 		})
 	}
 	done.Wait()
@@ -167,13 +164,33 @@ func (r *runner) preconnect(ctx context.Context) error {
 	return nil
 }
 
-// probe sends one GET /healthz and returns its response unread.
-func (r *runner) probe(ctx context.Context) (*http.Response, error) {
+// probe sends one GET /healthz, marks responded done when the response
+// headers or an error arrive, and reads the body once every probe has a
+// response. It returns an error unless the response leaves its connection
+// open for the run.
+func (r *runner) probe(ctx context.Context, responded *sync.WaitGroup) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/healthz", nil)
 	if err != nil {
-		return nil, err
+		responded.Done()
+		return err
 	}
-	return r.client.Do(req)
+	resp, err := r.client.Do(req)
+	responded.Done()
+	if err != nil {
+		return err
+	}
+	responded.Wait()
+	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+	_ = resp.Body.Close()
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("GET /healthz returned status %d, want 200", resp.StatusCode)
+	case n == 0:
+		return errors.New("GET /healthz returned an empty body, which frees its connection for the next probe")
+	case resp.Close:
+		return errors.New("the server closes the connection after GET /healthz")
+	}
+	return nil
 }
 
 // dispatch hands out jobs until a bound is reached or ctx ends, and

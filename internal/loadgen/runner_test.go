@@ -509,3 +509,52 @@ func TestRunPreconnectFailureEndsRun(t *testing.T) {
 		t.Errorf("sent %d requests after a failed preconnect", rep.Sent)
 	}
 }
+
+// TestRunPreconnectRejectsUnusableHealthz runs a preconnect against
+// servers whose /healthz cannot keep a connection per probe open. Each
+// must end the run before the clock starts, with an error naming why.
+func TestRunPreconnectRejectsUnusableHealthz(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		healthz http.HandlerFunc
+		want    string
+	}{
+		{"empty body", func(http.ResponseWriter, *http.Request) {}, "GET /healthz returned an empty body"},
+		{"connection closed", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Connection", "close")
+			_, _ = w.Write([]byte("ok\n"))
+		}, "the server closes the connection after GET /healthz"},
+		{"not found", http.NotFound, "GET /healthz returned status 404, want 200"},
+		{"unavailable", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		}, "GET /healthz returned status 503, want 200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var others atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/healthz" {
+					// Hold every probe a little, so that all of them are in
+					// flight together, as they are against a busy server.
+					time.Sleep(20 * time.Millisecond)
+					tc.healthz(w, r)
+					return
+				}
+				others.Add(1)
+			}))
+			t.Cleanup(srv.Close)
+			cfg := testRunConfig(t, srv.URL)
+			cfg.Concurrency = 8
+			cfg.Requests = 20
+			cfg.Mix = Mix{Webhook: 1}
+			cfg.Preconnect = true
+
+			rep, err := Run(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if rep.Sent != 0 || others.Load() != 0 {
+				t.Errorf("the run went on after the preconnect failed: %d sent, %d served", rep.Sent, others.Load())
+			}
+		})
+	}
+}

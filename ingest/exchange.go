@@ -43,6 +43,11 @@ type exchange struct {
 	account   string
 	device    string
 	detail    string
+	// unreadBody is set while an HTTP/1 request body has not been read.
+	// A response sent then closes the connection, because net/http would
+	// otherwise read the rest of the body before sending it, and a client
+	// that stalls would wait read_timeout for a response that was ready.
+	unreadBody bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -82,6 +87,10 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, route string) *ex
 		requestID: newID(),
 		source:    remoteHost(r.RemoteAddr),
 		reason:    schemas.ReasonOK,
+		// HTTP/2 needs no such care: a response ends the stream alone,
+		// and Go's HTTP/2 server answers Connection: close by shutting the
+		// whole connection down.
+		unreadBody: r.ProtoMajor == 1 && r.ContentLength != 0,
 	}
 	h := w.Header()
 	h.Set("X-Request-Id", x.requestID)
@@ -147,6 +156,9 @@ func (s *Server) fail(x *exchange, code, detail string) {
 	}
 	h := x.Header()
 	h.Set("Content-Type", contentTypeProblem)
+	if x.unreadBody {
+		h.Set("Connection", "close")
+	}
 	if p.status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", s.retryAfter)
 	}

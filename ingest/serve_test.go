@@ -336,6 +336,52 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 			if ev.Detail != "reading body: timed out" {
 				t.Errorf("audit detail = %q, want the timeout alone", ev.Detail)
 			}
+			if ev.BytesIn != len(`{"entry":[`) {
+				t.Errorf("audit bytes_in = %d, want the %d bytes that arrived", ev.BytesIn, len(`{"entry":[`))
+			}
 		})
 	}
+}
+
+// TestEarlyRejectionSkipsStalledBody checks that a request rejected before
+// its body is read gets its response at once, although the client stalls
+// in the middle of the body. net/http would otherwise try to read the rest
+// of the body first and send the response only after read_timeout.
+func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.ReadTimeout = 20 * time.Second
+		c.WriteTimeout = c.ReadTimeout + minResponseTime
+	})
+	base, _ := serving(t, h)
+	addr := strings.TrimPrefix(base, "http://")
+	for _, tc := range []struct {
+		name, request string
+		status        int
+	}{
+		{"webhook without signature", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"entry\":[", http.StatusUnauthorized},
+		{"sync without token", "POST /v1/sync/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Device-ID: dev-42\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n[{\"a\"\r\n", http.StatusUnauthorized},
+		{"no such route", "POST /v2/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// rawExchange waits at most 10s, half of read_timeout.
+			resp := rawExchange(t, addr, tc.request)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status = %d, want %d", resp.StatusCode, tc.status)
+			}
+			if !resp.Close {
+				t.Error("the response leaves the connection open with an unread body on it")
+			}
+		})
+	}
+
+	t.Run("complete unread body closes too", func(t *testing.T) {
+		req := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+		resp := rawExchange(t, addr, req)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status = %d, want 401", resp.StatusCode)
+		}
+		if !resp.Close {
+			t.Error("Connection: close is missing although the handler never read the body")
+		}
+	})
 }

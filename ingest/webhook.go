@@ -97,8 +97,10 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 
 	// MaxBytesReader gets the connection's own writer, so that net/http
 	// closes the connection after responding to an oversized body.
-	body, err := readLimited(http.MaxBytesReader(x.w, r.Body, limit), r.ContentLength)
-	x.bytesIn = len(body)
+	x.unreadBody = false
+	counted := &countingReader{r: http.MaxBytesReader(x.w, r.Body, limit)}
+	body, err := readLimited(counted, r.ContentLength)
+	x.bytesIn = counted.n
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		s.fail(x, schemas.ReasonPayloadTooLarge, "the body is larger than "+strconv.FormatInt(limit, 10)+" bytes")

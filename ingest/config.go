@@ -241,7 +241,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.WriteTimeout < c.ReadTimeout+minResponseTime {
-		return fmt.Errorf("ingest.write_timeout: must be at least %s longer than read_timeout (%s), so that a request whose body timed out still gets its 408 response; got %s",
+		return fmt.Errorf("ingest.write_timeout: must be at least %s longer than read_timeout (%s), so that a request whose body timed out still gets its 408 response; got %s, so raise write_timeout along with read_timeout",
 			minResponseTime, c.ReadTimeout, c.WriteTimeout)
 	}
 	if c.ProduceLinger < 0 || c.ProduceLinger > 50*time.Millisecond {

@@ -20,14 +20,14 @@ func migrateCommand(ctx context.Context, args []string) error {
 	fset := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	configPath := fset.String("config", "", "YAML configuration file (uses sink.clickhouse)")
 	if err := fset.Parse(args); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return err
 	}
 	if err := cfg.Sink.ClickHouse.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
+		return invalidConfig(err)
 	}
 	conn, err := sinks.OpenClickHouse(ctx, cfg.Sink.ClickHouse)
 	if err != nil {
@@ -54,7 +54,7 @@ func keysCommand(_ context.Context, args []string) error {
 	out := fset.String("out", "", "export-public: file to write the public checkpoint keys to (mode 0644; holds no secret); token-key: the JWKS file to write")
 	kid := fset.String("kid", "ed-1", "token-key: key id of the token signing key")
 	if err := fset.Parse(args[1:]); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 
 	switch args[0] {
@@ -149,7 +149,7 @@ func auditCommand(ctx context.Context, args []string) error {
 		"(a sink that ran without a checkpoint key); without it such a chain fails, because deleting every checkpoint "+
 		"would otherwise hide any change")
 	if err := fset.Parse(args[1:]); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 	if *expect < 0 {
 		return fmt.Errorf("--expect-partitions: must not be negative, got %d", *expect)
@@ -171,7 +171,7 @@ func auditCommand(ctx context.Context, args []string) error {
 	opts := sinks.VerifyOptions{Verifier: verifier, ExpectPartitions: *expect}
 	if *withKafka {
 		if err := cfg.Kafka.Validate(); err != nil {
-			return fmt.Errorf("invalid configuration: %w", err)
+			return invalidConfig(err)
 		}
 		opts.Kafka, opts.SinkGroup = &cfg.Kafka, cfg.Sink.Group
 	}

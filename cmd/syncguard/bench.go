@@ -41,7 +41,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	cpuProfile := fset.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flood := addFloodFlags(fset)
 	if err := fset.Parse(args); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 	if *cpuProfile != "" {
 		stopProfile, profileErr := startCPUProfile(*cpuProfile)

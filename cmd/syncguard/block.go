@@ -67,7 +67,7 @@ func runBlock(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if err := cfg.Kafka.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
+		return invalidConfig(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

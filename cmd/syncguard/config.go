@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,7 +94,7 @@ func defaultConfig() Config {
 func loadConfig(path string) (Config, error) {
 	cfg := defaultConfig()
 	if err := config.LoadFile(path, &cfg); err != nil {
-		return cfg, err
+		return cfg, withUnknownEnv(err)
 	}
 	cfg.Ingest.WhatsAppApps = cfg.WhatsApp.Apps
 	return cfg, nil
@@ -104,6 +105,21 @@ func loadConfig(path string) (Config, error) {
 var scriptEnv = []string{
 	"SYNCGUARD_CLICKHOUSE_ADDR", "SYNCGUARD_REQUIRE_SERVICES", "SYNCGUARD_LOCAL_DIR",
 	"SYNCGUARD_E2E_KEEP", "SYNCGUARD_LOAD_TEST",
+}
+
+// invalidConfig wraps an error of Config.validate.
+func invalidConfig(err error) error {
+	return withUnknownEnv(fmt.Errorf("invalid configuration: %w", err))
+}
+
+// withUnknownEnv adds to a configuration error the SYNCGUARD_ variables
+// that set no config key. A misspelt override is a common cause of such
+// errors, and the warning about it is logged only once a process starts.
+func withUnknownEnv(err error) error {
+	if unknown := unknownEnv(os.Environ()); len(unknown) > 0 {
+		return fmt.Errorf("%w (%s set no config key; check the spelling)", err, strings.Join(unknown, ", "))
+	}
+	return err
 }
 
 // unknownEnv returns the SYNCGUARD_ variables of environ that set no config

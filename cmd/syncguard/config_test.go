@@ -155,3 +155,19 @@ func TestRunWithoutConfigHintsFlag(t *testing.T) {
 		t.Errorf("error = %q, want a hint to pass --config", err)
 	}
 }
+
+func TestRunErrorNamesMisspeltVariable(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SYNCGUARD_INGEST_READ_TIMEOUT", "40s")
+	t.Setenv("SYNCGUARD_INGEST_WRITE_TIMOUT", "45s")
+	err := runCommand(context.Background(), []string{"--target=ingest", "--config", "../../deploy/syncguard.yaml"})
+	if err == nil {
+		t.Fatal("run with write_timeout below read_timeout succeeded, want an error")
+	}
+	if !strings.Contains(err.Error(), "ingest.write_timeout") {
+		t.Errorf("error = %q, want it to name ingest.write_timeout", err)
+	}
+	if !strings.Contains(err.Error(), "SYNCGUARD_INGEST_WRITE_TIMOUT set no config key") {
+		t.Errorf("error = %q, want it to name the misspelt variable", err)
+	}
+}

@@ -42,7 +42,7 @@ func demoCommand(ctx context.Context, args []string) error {
 	duration := fset.Duration("duration", 30*time.Second, "how long normal traffic runs before the attack")
 	dir := fset.String("dir", filepath.Join(".local", "demo"), "folder for the demo's keyring, token key, configuration and log")
 	if err := fset.Parse(args); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 	if *kafkaMode != "inprocess" && *kafkaMode != "real" {
 		return fmt.Errorf("--kafka: use inprocess or real, not %q", *kafkaMode)

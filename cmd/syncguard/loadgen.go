@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -21,8 +23,8 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	fset := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	target := fset.String("target", "http://127.0.0.1:8080", "ingest base URL; only loopback hosts are accepted")
 	rate := fset.Float64("rate", 100, "requests per second (0 sends as fast as the connections allow)")
-	duration := fset.Duration("duration", 0, "stop after this long")
-	requests := fset.Int64("requests", 0, "stop after this many requests")
+	duration := fset.Duration("duration", 0, "stop after this long (this, --requests or both are required)")
+	requests := fset.Int64("requests", 0, "stop after this many requests (this, --duration or both are required)")
 	concurrency := fset.Int("concurrency", 8, "connections")
 	preconnect := fset.Bool("preconnect", false, "open every connection (one GET /healthz each) before the clock starts")
 	mix := fset.String("mix", "webhook=75,sync=20,redelivery=5", "weights of request kinds: webhook, text, sync, forged, redelivery; without --signing-key the default leaves out sync")
@@ -38,7 +40,10 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	reportJSON := fset.String("report-json", "", "also write the final report as JSON to this file")
 	trackAcks := fset.Int("track-acks", 0, "with --report-json: list up to this many acknowledged messages, statuses and sync events in it, with the time of each response")
 	if err := fset.Parse(args); err != nil {
-		return errUsage
+		return flagError(err)
+	}
+	if *duration <= 0 && *requests <= 0 {
+		return errors.New("loadgen: set --duration, --requests or both, so that the run stops by itself")
 	}
 
 	if !flagSet(fset, "mix") && *signingKey == "" {
@@ -84,13 +89,35 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 
 	report, err := loadgen.Run(ctx, cfg)
+	if errors.Is(err, loadgen.ErrPreconnect) {
+		return fmt.Errorf("%w (--target must be a SyncGuard ingest, or leave out --preconnect)", err)
+	}
 	printLoadReport(report)
+	warnRejected(os.Stderr, report)
 	if *reportJSON != "" {
 		if werr := writeReportJSON(*reportJSON, report); werr != nil {
 			return errors.Join(err, werr)
 		}
 	}
 	return err
+}
+
+// warnRejected prints a hint when requests that should be accepted got 401
+// or 403, which usually means loadgen and ingest disagree on a secret or
+// a token setting. Forged webhooks are meant to get 401 and are left out.
+func warnRejected(w io.Writer, r loadgen.Report) {
+	for _, k := range []loadgen.Kind{loadgen.KindWebhook, loadgen.KindRedelivery, loadgen.KindSync} {
+		kr := r.ByKind[k]
+		n := kr.ByStatus[http.StatusUnauthorized] + kr.ByStatus[http.StatusForbidden]
+		if n == 0 {
+			continue
+		}
+		hint := "--app-secret-file must hold an app secret from the ingest's whatsapp.apps"
+		if k == loadgen.KindSync {
+			hint = "--signing-key, --kid, --issuer and --audience must match the ingest's ingest.sync_auth keys and claims"
+		}
+		_, _ = fmt.Fprintf(w, "loadgen: %d of %d %s requests got 401 or 403: %s\n", n, kr.Sent, k, hint)
+	}
 }
 
 // webhookOnlyMix is the default mix without sync requests.

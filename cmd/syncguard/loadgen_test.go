@@ -42,6 +42,44 @@ func TestLoadgenDefaultMixWithoutSigningKey(t *testing.T) {
 	}
 }
 
+func TestLoadgenRequiresBound(t *testing.T) {
+	err := loadgenCommand(context.Background(), []string{"--target", "http://127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "set --duration, --requests or both") {
+		t.Errorf("error = %v, want one naming --duration and --requests", err)
+	}
+}
+
+func TestWarnRejectedNamesSetting(t *testing.T) {
+	rep := loadgen.Report{ByKind: map[loadgen.Kind]loadgen.KindReport{
+		loadgen.KindWebhook: {Sent: 10, ByStatus: map[int]int64{200: 4, 401: 6}},
+		loadgen.KindSync:    {Sent: 5, ByStatus: map[int]int64{403: 5}},
+		loadgen.KindForged:  {Sent: 7, ByStatus: map[int]int64{401: 7}},
+	}}
+	var out strings.Builder
+	warnRejected(&out, rep)
+	got := out.String()
+	if !strings.Contains(got, "6 of 10 webhook requests got 401 or 403: --app-secret-file") {
+		t.Errorf("output %q lacks the webhook hint", got)
+	}
+	if !strings.Contains(got, "5 of 5 sync requests got 401 or 403: --signing-key") {
+		t.Errorf("output %q lacks the sync hint", got)
+	}
+	if strings.Contains(got, "forged") {
+		t.Errorf("output %q warns about forged webhooks, which are meant to get 401", got)
+	}
+}
+
+func TestLoadgenPreconnectErrorHint(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	err := loadgenCommand(context.Background(), []string{"--target", srv.URL, "--requests", "5", "--concurrency", "2", "--preconnect"})
+	if err == nil || !strings.Contains(err.Error(), "status 404") || !strings.Contains(err.Error(), "leave out --preconnect") {
+		t.Errorf("error = %v, want the 404 and a hint about --preconnect", err)
+	}
+}
+
 func TestSnapshotOfCountsStatusClasses(t *testing.T) {
 	s := snapshotOf(loadgen.Report{Sent: 9, Errors: 1, ByStatus: map[int]int64{200: 3, 202: 1, 401: 2, 429: 1, 503: 1}})
 	if s.Sent != 9 || s.Errors != 1 {

@@ -18,6 +18,16 @@ import (
 // errUsage marks a command-line mistake; main prints the usage and exits 2.
 var errUsage = errors.New("usage")
 
+// flagError maps an error of FlagSet.Parse, which has printed the usage
+// already: -h and --help are kept, so that main exits 0, and every other
+// error becomes errUsage.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return errUsage
+}
+
 type command struct {
 	name    string
 	summary string

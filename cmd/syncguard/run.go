@@ -16,7 +16,7 @@ func runCommand(ctx context.Context, args []string) error {
 	target := fs.String("target", targetAll, "components to run: all, or a comma-separated list of "+strings.Join(allTargets, ", "))
 	configPath := fs.String("config", "", "YAML configuration file; SYNCGUARD_* environment variables override it")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return flagError(err)
 	}
 	targets, err := parseTargets(*target)
 	if err != nil {
@@ -28,9 +28,9 @@ func runCommand(ctx context.Context, args []string) error {
 	}
 	if err := cfg.validate(targets); err != nil {
 		if *configPath == "" {
-			return fmt.Errorf("invalid configuration: %w (no --config was given, so only defaults and SYNCGUARD_* variables apply; pass --config FILE, for example deploy/syncguard.yaml)", err)
+			return invalidConfig(fmt.Errorf("%w (no --config was given, so only defaults and SYNCGUARD_* variables apply; pass --config FILE, for example deploy/syncguard.yaml)", err))
 		}
-		return fmt.Errorf("invalid configuration: %w", err)
+		return invalidConfig(err)
 	}
 
 	logger := newLogger(cfg)

@@ -12,6 +12,10 @@ var (
 	// a duration nor a request count.
 	ErrUnbounded = errors.New("run has no bound")
 
+	// ErrPreconnect is returned by Run when Config.Preconnect is set and
+	// a connection could not be opened and kept.
+	ErrPreconnect = errors.New("open every connection before the run")
+
 	// ErrNoFactory is returned by Run when the mix requests a kind of
 	// request whose factory is missing.
 	ErrNoFactory = errors.New("request factory missing")

@@ -159,7 +159,7 @@ func (r *runner) preconnect(ctx context.Context) error {
 	}
 	done.Wait()
 	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("loadgen: open %d connections: %d failed, the first with: %w", r.cfg.Concurrency, n, firstErr)
+		return fmt.Errorf("loadgen: %w: %d of %d connections failed, the first with: %w", ErrPreconnect, n, r.cfg.Concurrency, firstErr)
 	}
 	return nil
 }

@@ -499,7 +499,7 @@ func TestRunPreconnectFailureEndsRun(t *testing.T) {
 	cfg.Requests = 10
 	cfg.Preconnect = true
 	rep, err := Run(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "open 4 connections: 4 failed") {
+	if !errors.Is(err, ErrPreconnect) || !strings.Contains(err.Error(), "4 of 4 connections failed") {
 		t.Fatalf("error %v, want one that names the preconnect and its failures", err)
 	}
 	if strings.Count(err.Error(), "connection refused") != 1 {
@@ -549,8 +549,8 @@ func TestRunPreconnectRejectsUnusableHealthz(t *testing.T) {
 			cfg.Preconnect = true
 
 			rep, err := Run(context.Background(), cfg)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			if !errors.Is(err, ErrPreconnect) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrPreconnect with %q", err, tc.want)
 			}
 			if rep.Sent != 0 || others.Load() != 0 {
 				t.Errorf("the run went on after the preconnect failed: %d sent, %d served", rep.Sent, others.Load())

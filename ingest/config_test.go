@@ -100,7 +100,7 @@ func TestNewRejects(t *testing.T) {
 		{"secret file missing", func(o *Options) {
 			o.Config.WhatsAppApps[0].Secrets = []AppSecret{{ID: "f", SecretFile: "/nonexistent/secret"}}
 		}, "secret_file"},
-		{"JWKS missing", func(o *Options) { o.Config.SyncAuth.JWKSFile = "/nonexistent/jwks.json" }, "ingest.sync_auth.jwks_file"},
+		{"JWKS missing", func(o *Options) { o.Config.SyncAuth.JWKSFile = "/nonexistent/jwks.json" }, "keys token-key --file KEY.pem --out /nonexistent/jwks.json"},
 		{"HS256 kid taken", func(o *Options) {
 			o.Config.SyncAuth.HS256Secret = config.Secret(testHS256Secret)
 			o.Config.SyncAuth.HS256KeyID = "ed-1"

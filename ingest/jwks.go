@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -93,6 +94,9 @@ func newKeySource(cfg SyncAuthConfig, now func() time.Time, log *slog.Logger, re
 	case cfg.JWKSFile != "":
 		b, err := os.ReadFile(cfg.JWKSFile)
 		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("ingest.sync_auth.jwks_file: read JWKS: %w (write one with `syncguard keys token-key --file KEY.pem --out %s`, or point the key at your token issuer's JWKS)", err, cfg.JWKSFile)
+			}
 			return nil, fmt.Errorf("ingest.sync_auth.jwks_file: read JWKS: %w", err)
 		}
 		set, err := ks.parse(b)

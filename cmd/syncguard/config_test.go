@@ -171,3 +171,20 @@ func TestRunErrorNamesMisspeltVariable(t *testing.T) {
 		t.Errorf("error = %q, want it to name the misspelt variable", err)
 	}
 }
+
+func TestRunMissingKeyringHintsKeysInit(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	keyring := filepath.Join(dir, "keyring.json")
+	yaml := "keys: {keyring_file: " + keyring + "}\n" +
+		"kafka: {brokers: ['127.0.0.1:1']}\n" +
+		"whatsapp: {apps: [{name: a, verify_token: v, secrets: [{id: s1, secret: abcdefabcdefabcdef}]}]}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := runCommand(context.Background(), []string{"--target=processor", "--config", path})
+	if err == nil || !strings.Contains(err.Error(), "syncguard keys init --file "+keyring) {
+		t.Errorf("error = %v, want a hint to run keys init for %s", err, keyring)
+	}
+}

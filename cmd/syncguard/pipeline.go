@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"slices"
@@ -76,6 +77,9 @@ func newPipeline(ctx context.Context, cfg Config, targets []string, logger *slog
 		var err error
 		if ring, err = keys.Load(cfg.Keys.KeyringFile); err != nil {
 			p.close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("keys.keyring_file: %w (create it with `syncguard keys init --file %s`)", err, cfg.Keys.KeyringFile)
+			}
 			return nil, fmt.Errorf("keys.keyring_file: %w", err)
 		}
 	}

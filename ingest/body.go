@@ -50,18 +50,24 @@ func parseContentEncoding(values []string) int {
 
 // readLimited reads r to the end. It returns errBodyTooLarge when r is an
 // http.MaxBytesReader whose limit was passed. sizeHint, when not negative, is
-// the expected length (the Content-Length), which makes one allocation
-// enough; a negative sizeHint means unknown.
+// the expected length (the Content-Length); a negative sizeHint means
+// unknown. At most defaultReadHint bytes are allocated before any arrive,
+// so that a client that declares a large Content-Length and then stalls
+// holds little memory. The buffer then doubles, up to sizeHint.
 func readLimited(r io.Reader, sizeHint int64) ([]byte, error) {
 	if sizeHint < 0 || sizeHint > 64<<20 {
 		sizeHint = defaultReadHint
 	}
-	// sizeHint 0 is an empty body: the spare byte below is enough.
-	// One spare byte lets the final read see io.EOF without growing.
-	b := make([]byte, 0, sizeHint+1)
+	// One spare byte lets the final read see io.EOF without growing, and
+	// it is all that an empty body (sizeHint 0) needs.
+	b := make([]byte, 0, min(sizeHint, defaultReadHint)+1)
 	for {
 		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			next := 2 * len(b)
+			if int64(len(b)) < sizeHint {
+				next = int(min(int64(next), sizeHint+1))
+			}
+			b = append(make([]byte, 0, next), b...)
 		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -126,7 +132,7 @@ func wrapGzipErr(err error) error {
 // skip. Validate keeps write_timeout longer than read_timeout, so that
 // this response can still be written. Any other failure gets 400
 // invalid_request, which mostly reaches nobody because the client went
-// away. When the response cannot be sent, the audit detail says so.
+// away.
 func (s *Server) failBodyRead(x *exchange, err error) {
 	x.detail = bodyReadDetail(err)
 	code, detail := schemas.ReasonInvalidRequest, "the request body could not be read"
@@ -134,9 +140,6 @@ func (s *Server) failBodyRead(x *exchange, err error) {
 		code, detail = schemas.ReasonRequestTimeout, "the body did not arrive within "+s.cfg.ReadTimeout.String()
 	}
 	s.fail(x, code, detail)
-	if err := http.NewResponseController(x.w).Flush(); err != nil {
-		x.detail += "; the response could not be sent"
-	}
 }
 
 func isTimeout(err error) bool {

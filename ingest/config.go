@@ -20,9 +20,10 @@ type Config struct {
 	// ReadTimeout bounds reading a whole request, body included.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds the time from the end of the request headers to
-	// the end of the response. It must be at least a second longer than
-	// ReadTimeout, so that a body that runs out of ReadTimeout still gets
-	// its 408 response.
+	// the end of the response. A handler reads the body within
+	// ReadTimeout and then waits up to ProduceTimeout for Kafka, so
+	// WriteTimeout must exceed their sum by at least a second, or the
+	// response of a slow request would be cut off.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle for this long.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -165,9 +166,8 @@ type SyncAuthConfig struct {
 	DPoPReplayCacheMax int `yaml:"dpop_replay_cache_max"`
 }
 
-// minResponseTime is the least time between the read and the write
-// deadline of a request, which is the time left to send the 408 response
-// to a body that timed out.
+// minResponseTime is the least time left to send a response after the
+// latest moment a handler can finish reading and producing.
 const minResponseTime = time.Second
 
 // MaxRecordPayloadBytes bounds the webhook body and sync event limits,
@@ -240,9 +240,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("ingest.%s: must be positive, got %s", d.key, d.d)
 		}
 	}
-	if c.WriteTimeout < c.ReadTimeout+minResponseTime {
-		return fmt.Errorf("ingest.write_timeout: must be at least %s longer than read_timeout (%s), so that a request whose body timed out still gets its 408 response; got %s, so raise write_timeout along with read_timeout",
-			minResponseTime, c.ReadTimeout, c.WriteTimeout)
+	if least := c.ReadTimeout + c.ProduceTimeout + minResponseTime; c.WriteTimeout < least {
+		return fmt.Errorf("ingest.write_timeout: must be at least read_timeout (%s) + produce_timeout (%s) + %s = %s, so that every request still gets its response; got %s, so raise write_timeout along with the others",
+			c.ReadTimeout, c.ProduceTimeout, minResponseTime, least, c.WriteTimeout)
 	}
 	if c.ProduceLinger < 0 || c.ProduceLinger > 50*time.Millisecond {
 		return fmt.Errorf("ingest.produce_linger: must be 0 to 50ms, got %s", c.ProduceLinger)

@@ -105,6 +105,16 @@ func (s *Server) finish(x *exchange) {
 		// The handler wrote nothing: net/http sends 200 with no body.
 		x.status = http.StatusOK
 	}
+	// Every response sets Content-Length, so flushing here sends the same
+	// bytes that net/http would send after the handler returns, and it
+	// shows whether they could be written before the write deadline or a
+	// stream reset.
+	if err := http.NewResponseController(x.w).Flush(); err != nil {
+		if x.detail != "" {
+			x.detail += "; "
+		}
+		x.detail += "the response could not be sent"
+	}
 	latency := s.now().Sub(x.start).Seconds()
 	outcome := outcomeOf(x.status)
 	s.metrics.requests.WithLabelValues(x.route, outcome, x.reason).Inc()

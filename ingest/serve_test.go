@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -263,14 +265,22 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 	certFile, keyFile, pool := writeTestCert(t)
 	h := newHarness(t, func(c *Config) {
 		c.ReadTimeout = 400 * time.Millisecond
-		c.WriteTimeout = c.ReadTimeout + minResponseTime
+		c.WriteTimeout = c.ReadTimeout + c.ProduceTimeout + minResponseTime
 		c.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
 	})
 	base, _ := serving(t, h)
 	base = strings.Replace(base, "http://", "https://", 1)
 	token := h.token(h.claims())
 
-	stalled := func(t *testing.T, route string, proto int) *http.Response {
+	// partialGzip is the start of a gzip stream: the header and the first
+	// compressed bytes of a batch, without its end.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte("[" + strings.Repeat(h.event("e-1")+",", 50)))
+	_ = zw.Flush()
+	partialGzip := gz.Bytes()[:40]
+
+	stalled := func(t *testing.T, route string, proto int, body []byte) *http.Response {
 		t.Helper()
 		pr, pw := io.Pipe()
 		// Without a response, the HTTP/1.1 client would wait for the body
@@ -286,12 +296,15 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 		req.Header.Set("X-Hub-Signature-256", sign(testAppSecret, []byte("x")))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("X-Device-ID", testDevice)
+		if body[0] == 0x1f { // the first byte of a gzip stream
+			req.Header.Set("Content-Encoding", "gzip")
+		}
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: proto == 2}
 		if proto == 1 {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
 		t.Cleanup(tr.CloseIdleConnections)
-		go func() { _, _ = pw.Write([]byte(`{"entry":[`)) }()
+		go func() { _, _ = pw.Write(body) }()
 		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
 		if err != nil {
 			t.Fatalf("no response to a stalled body: %v", err)
@@ -304,17 +317,21 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 	}
 
 	seen := 0
+	plain := []byte(`{"entry":[`)
 	for _, tc := range []struct {
 		name, route, auditRoute string
 		proto                   int
+		body                    []byte
 	}{
-		{"webhook over HTTP/1.1", "/webhooks/whatsapp", routeWebhook, 1},
-		{"sync over HTTP/1.1", "/v1/sync/events", routeSync, 1},
-		{"webhook over HTTP/2", "/webhooks/whatsapp", routeWebhook, 2},
-		{"sync over HTTP/2", "/v1/sync/events", routeSync, 2},
+		{"webhook over HTTP/1.1", "/webhooks/whatsapp", routeWebhook, 1, plain},
+		{"sync over HTTP/1.1", "/v1/sync/events", routeSync, 1, plain},
+		{"gzip sync over HTTP/1.1", "/v1/sync/events", routeSync, 1, partialGzip},
+		{"webhook over HTTP/2", "/webhooks/whatsapp", routeWebhook, 2, plain},
+		{"sync over HTTP/2", "/v1/sync/events", routeSync, 2, plain},
+		{"gzip sync over HTTP/2", "/v1/sync/events", routeSync, 2, partialGzip},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := stalled(t, tc.route, tc.proto)
+			resp := stalled(t, tc.route, tc.proto, tc.body)
 			if resp.StatusCode != http.StatusRequestTimeout {
 				t.Fatalf("status = %d, want 408", resp.StatusCode)
 			}
@@ -336,8 +353,8 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 			if ev.Detail != "reading body: timed out" {
 				t.Errorf("audit detail = %q, want the timeout alone", ev.Detail)
 			}
-			if ev.BytesIn != len(`{"entry":[`) {
-				t.Errorf("audit bytes_in = %d, want the %d bytes that arrived", ev.BytesIn, len(`{"entry":[`))
+			if ev.BytesIn != len(tc.body) {
+				t.Errorf("audit bytes_in = %d, want the %d bytes that arrived", ev.BytesIn, len(tc.body))
 			}
 		})
 	}
@@ -350,7 +367,7 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.ReadTimeout = 20 * time.Second
-		c.WriteTimeout = c.ReadTimeout + minResponseTime
+		c.WriteTimeout = c.ReadTimeout + c.ProduceTimeout + minResponseTime
 	})
 	base, _ := serving(t, h)
 	addr := strings.TrimPrefix(base, "http://")

@@ -302,6 +302,11 @@ func (s *Server) readSyncBody(x *exchange, r *http.Request) ([]byte, bool) {
 	case errors.Is(err, errBodyTooLarge):
 		s.fail(x, schemas.ReasonPayloadTooLarge, tooLarge+" as sent or after decompression")
 		return nil, false
+	case errors.Is(err, errBadGzip) && counted.err != nil:
+		// The body itself could not be read, which the gzip reader
+		// reports as a broken stream.
+		s.failBodyRead(x, counted.err)
+		return nil, false
 	case errors.Is(err, errBadGzip):
 		s.fail(x, schemas.ReasonInvalidRequest, "the body is not valid gzip")
 		return nil, false
@@ -378,15 +383,21 @@ func (s *Server) writeJSON(x *exchange, status int, v any) {
 	_, _ = x.Write(b)
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it, and keeps the first
+// error other than io.EOF, so that a failed read can be told apart from a
+// decoder's complaint about what it read.
 type countingReader struct {
-	r io.Reader
-	n int
+	r   io.Reader
+	n   int
+	err error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
+	if err != nil && !errors.Is(err, io.EOF) && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 

@@ -183,7 +183,10 @@ func phoneNumberID(body []byte) string {
 		return ""
 	}
 	var probe webhookProbe
-	if _, err := json.Parse(body, &probe, json.ZeroCopy); err != nil {
+	// Field names match exactly, as in the processors, so that a body
+	// with "PHONE_NUMBER_ID" beside "phone_number_id" gets the key and
+	// account that the processors store it under.
+	if _, err := json.Parse(body, &probe, json.ZeroCopy|json.DontMatchCaseInsensitiveStructFields); err != nil {
 		return ""
 	}
 	for _, e := range probe.Entry {

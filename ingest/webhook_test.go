@@ -216,6 +216,29 @@ func TestWebhookUnparsableBodyKeyedByApp(t *testing.T) {
 	}
 }
 
+// TestWebhookKeyMatchesFieldNameExactly sends a body whose metadata has
+// the account under three spellings of the field name. Ingest must pick the
+// one the processors read, so that the audit row, the rate limit and the
+// record key name the account the message is stored under.
+func TestWebhookKeyMatchesFieldNameExactly(t *testing.T) {
+	h := newHarness(t, nil)
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"PHONE_NUMBER_ID":"300000000000077","phone_number_id":"300000000000002","Phone_Number_Id":"300000000000088"}}}]}]}`
+	rec := h.do(webhookRequest([]byte(body), map[string]string{"X-Hub-Signature-256": sign(testAppSecret, []byte(body))}))
+	if rec.Code != 200 {
+		t.Fatalf("status %d, want 200", rec.Code)
+	}
+	raw := h.records(schemas.TopicRaw)
+	if len(raw) != 1 {
+		t.Fatalf("%d raw records, want 1", len(raw))
+	}
+	if string(raw[0].Key) != "300000000000002" {
+		t.Errorf("record key = %q, want 300000000000002", raw[0].Key)
+	}
+	if ev := h.auditEvents(1)[0]; ev.Account != "300000000000002" {
+		t.Errorf("audit account = %q, want 300000000000002", ev.Account)
+	}
+}
+
 func TestWebhookBodyLimit(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.WebhookMaxBodyBytes = 1024 })
 	big := append(waBody("x"), bytes.Repeat([]byte(" "), 2000)...)
@@ -409,30 +432,39 @@ type brokenWriter struct{ *httptest.ResponseRecorder }
 
 func (brokenWriter) FlushError() error { return os.ErrDeadlineExceeded }
 
-func TestBodyReadFailureNotesUnsentResponse(t *testing.T) {
+func TestFinishNotesUnsentResponse(t *testing.T) {
 	h := newHarness(t, nil)
-	for _, tc := range []struct {
+	cases := []struct {
 		err        error
+		broken     bool
 		wantReason string
 		wantStatus int
 	}{
-		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, schemas.ReasonRequestTimeout, http.StatusRequestTimeout},
-		{io.ErrUnexpectedEOF, schemas.ReasonInvalidRequest, http.StatusBadRequest},
-	} {
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, false, schemas.ReasonRequestTimeout, http.StatusRequestTimeout},
+		{&net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true, schemas.ReasonRequestTimeout, http.StatusRequestTimeout},
+		{io.ErrUnexpectedEOF, false, schemas.ReasonInvalidRequest, http.StatusBadRequest},
+		{io.ErrUnexpectedEOF, true, schemas.ReasonInvalidRequest, http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		var w http.ResponseWriter = httptest.NewRecorder()
+		if tc.broken {
+			w = brokenWriter{httptest.NewRecorder()}
+		}
 		req := httptest.NewRequest(http.MethodPost, "/webhooks/whatsapp", nil)
-		for _, w := range []http.ResponseWriter{httptest.NewRecorder(), brokenWriter{httptest.NewRecorder()}} {
-			x := h.srv.begin(w, req, routeWebhook)
-			h.srv.failBodyRead(x, tc.err)
-			_, broken := w.(brokenWriter)
-			want := bodyReadDetail(tc.err)
-			if broken {
-				want += "; the response could not be sent"
-			}
-			if x.reason != tc.wantReason || x.status != tc.wantStatus || x.detail != want {
-				t.Errorf("%v (broken %v): reason %q status %d detail %q, want %q %d %q",
-					tc.err, broken, x.reason, x.status, x.detail, tc.wantReason, tc.wantStatus, want)
-			}
-			h.srv.finish(x)
+		x := h.srv.begin(w, req, routeWebhook)
+		h.srv.failBodyRead(x, tc.err)
+		h.srv.finish(x)
+	}
+	evs := h.auditEvents(len(cases))
+	for i, tc := range cases {
+		ev := evs[len(evs)-len(cases)+i]
+		want := bodyReadDetail(tc.err)
+		if tc.broken {
+			want += "; the response could not be sent"
+		}
+		if ev.Reason != tc.wantReason || ev.Status != tc.wantStatus || ev.Detail != want {
+			t.Errorf("%v (broken %v): reason %q status %d detail %q, want %q %d %q",
+				tc.err, tc.broken, ev.Reason, ev.Status, ev.Detail, tc.wantReason, tc.wantStatus, want)
 		}
 	}
 }

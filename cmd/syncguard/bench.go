@@ -108,7 +108,7 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 	// message ids, which the processor would otherwise drop as
 	// redeliveries. Only the half-load phase lists its acknowledgements.
 	load := func(target string, rate float64, d time.Duration, seed int64, trackAcks int) (loadgen.Report, error) {
-		return runLoadProcess(ctx, filepath.Join(*dir, "load-report.json"), nil, []string{
+		rep, err := runLoadProcess(ctx, filepath.Join(*dir, "load-report.json"), nil, []string{
 			"--target", target,
 			"--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 			"--duration", d.String(),
@@ -119,6 +119,10 @@ func benchCommand(ctx context.Context, args []string) (err error) {
 			"--seed", strconv.FormatInt(seed, 10),
 			"--track-acks", strconv.Itoa(trackAcks),
 		}, nil)
+		if err == nil && rep.Dials > 0 {
+			say("warning: %s closed connections after the preconnect, so %d handshakes fell inside this phase", target, rep.Dials)
+		}
+		return rep, err
 	}
 
 	// A broker that just started runs interpreted Java until its JIT has

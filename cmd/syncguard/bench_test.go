@@ -106,6 +106,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 			{Kind: loadgen.KindWebhook, ID: "wamid.B", Status: "read", At: at.Add(time.Millisecond)},
 		},
 		AcksDropped: 3,
+		Dials:       5,
 	}
 	path := filepath.Join(t.TempDir(), "r.json")
 	if err := writeReportJSON(path, in); err != nil {
@@ -116,7 +117,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out.Sent != in.Sent || out.Missed != in.Missed || out.Errors != in.Errors || out.Elapsed != in.Elapsed ||
-		out.ByStatus[429] != 1 || out.Latency != in.Latency || out.AcksDropped != 3 {
+		out.ByStatus[429] != 1 || out.Latency != in.Latency || out.AcksDropped != 3 || out.Dials != 5 {
 		t.Errorf("report changed: got %+v", out)
 	}
 	if len(out.Acks) != 2 || out.Acks[1].Status != "read" || !out.Acks[0].At.Equal(at) || out.Acks[1].ID != "wamid.B" {

@@ -94,6 +94,9 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 	printLoadReport(report)
 	warnRejected(os.Stderr, report)
+	if *preconnect && report.Dials > 0 {
+		fmt.Fprintf(os.Stderr, "loadgen: the target closed connections after the preconnect, so %d handshakes fell inside the run\n", report.Dials)
+	}
 	if *reportJSON != "" {
 		if werr := writeReportJSON(*reportJSON, report); werr != nil {
 			return errors.Join(err, werr)
@@ -137,6 +140,7 @@ type loadReportJSON struct {
 	Latency        loadgen.LatencySummary `json:"latency"`
 	Acks           []ackJSON              `json:"acks,omitempty"`
 	AcksDropped    int64                  `json:"acks_dropped,omitempty"`
+	Dials          int64                  `json:"dials"`
 }
 
 // ackJSON is one loadgen.Ack, its time in Unix nanoseconds.
@@ -151,7 +155,7 @@ func writeReportJSON(path string, r loadgen.Report) error {
 	j := loadReportJSON{
 		Sent: r.Sent, Missed: r.Missed, Errors: r.Errors,
 		ElapsedSeconds: r.Elapsed.Seconds(), Rate: r.Rate, ByStatus: r.ByStatus,
-		Latency: r.Latency, AcksDropped: r.AcksDropped,
+		Latency: r.Latency, AcksDropped: r.AcksDropped, Dials: r.Dials,
 	}
 	for _, a := range r.Acks {
 		j.Acks = append(j.Acks, ackJSON{Kind: a.Kind, ID: a.ID, Status: a.Status, AtNano: a.At.UnixNano()})
@@ -179,7 +183,7 @@ func readReportJSON(path string) (loadgen.Report, error) {
 	r := loadgen.Report{
 		Sent: j.Sent, Missed: j.Missed, Errors: j.Errors,
 		Elapsed: time.Duration(j.ElapsedSeconds * float64(time.Second)), Rate: j.Rate, ByStatus: j.ByStatus,
-		Latency: j.Latency, AcksDropped: j.AcksDropped,
+		Latency: j.Latency, AcksDropped: j.AcksDropped, Dials: j.Dials,
 	}
 	for _, a := range j.Acks {
 		r.Acks = append(r.Acks, loadgen.Ack{Kind: a.Kind, ID: a.ID, Status: a.Status, At: time.Unix(0, a.AtNano)})
@@ -204,7 +208,8 @@ func parseMix(s string) (loadgen.Mix, error) {
 }
 
 func printLoadReport(r loadgen.Report) {
-	fmt.Printf("sent %d requests in %s (%.0f/s), %d errors, %d missed\n", r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate, r.Errors, r.Missed)
+	fmt.Printf("sent %d requests in %s (%.0f/s), %d errors, %d missed, %d connections dialed\n",
+		r.Sent, r.Elapsed.Round(time.Millisecond), r.Rate, r.Errors, r.Missed, r.Dials)
 	codes := make([]int, 0, len(r.ByStatus))
 	for c := range r.ByStatus {
 		codes = append(codes, c)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,6 +82,8 @@ type ClientConfig struct {
 	// Timeout bounds each request including reading the response
 	// (default 10s).
 	Timeout time.Duration
+	// Dials, when set, counts the connections the client dials.
+	Dials *atomic.Int64
 }
 
 // NewClient returns an HTTP client that connects only to loopback peers.
@@ -107,6 +110,9 @@ func NewClient(cfg ClientConfig) (*http.Client, error) {
 	transport := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if cfg.Dials != nil {
+				cfg.Dials.Add(1)
+			}
 			return dialLoopback(ctx, dialer, network, address)
 		},
 		MaxIdleConns:          cfg.Connections,

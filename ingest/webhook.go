@@ -167,11 +167,33 @@ type webhookProbe struct {
 		Changes []struct {
 			Value struct {
 				Metadata struct {
-					PhoneNumberID string `json:"phone_number_id"`
+					PhoneNumberID probeID `json:"phone_number_id"`
 				} `json:"metadata"`
 			} `json:"value"`
 		} `json:"changes"`
 	} `json:"entry"`
+}
+
+// probeID is an id that a notification may give as a JSON string or as
+// a JSON number, both of which the processors accept. A number is kept as
+// its literal, so 300000000000003 and "300000000000003" are the same id.
+type probeID string
+
+func (p *probeID) UnmarshalJSON(b []byte) error {
+	switch {
+	case len(b) > 0 && b[0] == '"':
+		var v string
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		*p = probeID(v)
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		*p = probeID(b)
+	default:
+		// null, or another type that the processors reject: no id.
+		*p = ""
+	}
+	return nil
 }
 
 // phoneNumberID returns the first entry[].changes[].value.metadata
@@ -191,7 +213,7 @@ func phoneNumberID(body []byte) string {
 	}
 	for _, e := range probe.Entry {
 		for _, c := range e.Changes {
-			if id := c.Value.Metadata.PhoneNumberID; id != "" {
+			if id := string(c.Value.Metadata.PhoneNumberID); id != "" {
 				if !isDigits(id) || len(id) > maxPhoneNumberIDLen {
 					return ""
 				}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -43,11 +44,9 @@ type exchange struct {
 	account   string
 	device    string
 	detail    string
-	// unreadBody is set while an HTTP/1 request body has not been read.
-	// A response sent then closes the connection, because net/http would
-	// otherwise read the rest of the body before sending it, and a client
-	// that stalls would wait read_timeout for a response that was ready.
-	unreadBody bool
+	// body is the request body of an HTTP/1 request that has one, until
+	// settleBody has dealt with what the handler left unread.
+	body io.ReadCloser
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -87,10 +86,11 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, route string) *ex
 		requestID: newID(),
 		source:    remoteHost(r.RemoteAddr),
 		reason:    schemas.ReasonOK,
-		// HTTP/2 needs no such care: a response ends the stream alone,
-		// and Go's HTTP/2 server answers Connection: close by shutting the
-		// whole connection down.
-		unreadBody: r.ProtoMajor == 1 && r.ContentLength != 0,
+	}
+	// HTTP/2 needs no such care: a response ends its stream whatever is
+	// left of the body.
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		x.body = r.Body
 	}
 	h := w.Header()
 	h.Set("X-Request-Id", x.requestID)
@@ -160,9 +160,12 @@ func (s *Server) fail(x *exchange, code, detail string) {
 	}
 	h := x.Header()
 	h.Set("Content-Type", contentTypeProblem)
-	if x.unreadBody {
+	if x.body != nil && (code == schemas.ReasonPayloadTooLarge || code == schemas.ReasonRequestTimeout) {
+		// The rest of the body is too large to read, or it does not come.
+		x.body = nil
 		h.Set("Connection", "close")
 	}
+	s.settleBody(x)
 	if p.status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", s.retryAfter)
 	}
@@ -185,6 +188,42 @@ func (s *Server) fail(x *exchange, code, detail string) {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	x.WriteHeader(p.status)
 	_, _ = x.Write(b)
+}
+
+// Limits of settleBody.
+const (
+	// bodyDrainWait is how long a response waits for the rest of a body.
+	bodyDrainWait = 100 * time.Millisecond
+	// maxBodyDrain is the maximum of a body read and dropped, the same as
+	// net/http reads after a handler returns.
+	maxBodyDrain = 256 << 10
+)
+
+// settleBody reads and drops what the handler left of an HTTP/1 request
+// body, before the response headers are written. net/http would read it
+// anyway before sending the response, and for a client that stalls
+// mid-body it would wait until read_timeout, holding back a response that
+// is ready. A body that ends within bodyDrainWait and maxBodyDrain keeps
+// its connection for the next request, as keep-alive and pipelining
+// clients expect. Otherwise the response carries Connection: close and
+// goes out at once; net/http then closes the connection.
+func (s *Server) settleBody(x *exchange) {
+	if x.body == nil {
+		return
+	}
+	body := x.body
+	x.body = nil
+	rc := http.NewResponseController(x.w)
+	if err := rc.SetReadDeadline(time.Now().Add(bodyDrainWait)); err == nil {
+		n, err := io.Copy(io.Discard, io.LimitReader(body, maxBodyDrain+1))
+		if err == nil && n <= maxBodyDrain {
+			// Lift the short deadline, which would otherwise end net/http's
+			// wait for the next request on this connection.
+			_ = rc.SetReadDeadline(time.Time{})
+			return
+		}
+	}
+	x.Header().Set("Connection", "close")
 }
 
 // newID returns 128 random bits in hex.

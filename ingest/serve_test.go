@@ -361,13 +361,15 @@ func TestStalledBodyGetsRequestTimeout(t *testing.T) {
 }
 
 // TestEarlyRejectionSkipsStalledBody checks that a request rejected before
-// its body is read gets its response at once, although the client stalls
-// in the middle of the body. net/http would otherwise try to read the rest
-// of the body first and send the response only after read_timeout.
+// its body is read gets its response within bodyDrainWait, although the
+// client stalls in the middle of the body. net/http would otherwise try to
+// read the rest of the body first and send the response only after
+// read_timeout. A body that has fully arrived must keep the connection.
 func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 	h := newHarness(t, func(c *Config) {
 		c.ReadTimeout = 20 * time.Second
 		c.WriteTimeout = c.ReadTimeout + c.ProduceTimeout + minResponseTime
+		c.WebhookMaxBodyBytes = 64 << 10
 	})
 	base, _ := serving(t, h)
 	addr := strings.TrimPrefix(base, "http://")
@@ -378,6 +380,8 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		{"webhook without signature", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"entry\":[", http.StatusUnauthorized},
 		{"sync without token", "POST /v1/sync/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Device-ID: dev-42\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n[{\"a\"\r\n", http.StatusUnauthorized},
 		{"no such route", "POST /v2/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusNotFound},
+		{"handshake with a body", "GET /webhooks/whatsapp?hub.mode=subscribe&hub.challenge=42&hub.verify_token=" + testVerifyToken + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusOK},
+		{"webhook over the body limit", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\nContent-Length: 100000\r\n\r\n[", http.StatusRequestEntityTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// rawExchange waits at most 10s, half of read_timeout.
@@ -391,14 +395,38 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		})
 	}
 
-	t.Run("complete unread body closes too", func(t *testing.T) {
-		req := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
-		resp := rawExchange(t, addr, req)
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("status = %d, want 401", resp.StatusCode)
+	t.Run("complete body keeps the connection", func(t *testing.T) {
+		// Two pipelined requests: a rejected webhook whose body has fully
+		// arrived, then a health check. Both must get a response on the one
+		// connection.
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !resp.Close {
-			t.Error("Connection: close is missing although the handler never read the body")
+		t.Cleanup(func() { conn.Close() })
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		req := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}" +
+			"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		first, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, first.Body)
+		if first.StatusCode != http.StatusUnauthorized || first.Close {
+			t.Fatalf("first response: status %d, close %v; want 401 on a kept connection", first.StatusCode, first.Close)
+		}
+		second, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no response to the pipelined request: %v", err)
+		}
+		if second.StatusCode != http.StatusOK {
+			t.Errorf("pipelined /healthz: status %d, want 200", second.StatusCode)
 		}
 	})
 }

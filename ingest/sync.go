@@ -288,7 +288,6 @@ func (s *Server) readSyncBody(x *exchange, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 
-	x.unreadBody = false
 	counted := &countingReader{r: http.MaxBytesReader(x.w, r.Body, limit)}
 	var body []byte
 	var err error

@@ -60,6 +60,7 @@ func (s *Server) serveHandshake(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	s.settleBody(x)
 	h := x.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(challenge)))
@@ -97,7 +98,6 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 
 	// MaxBytesReader gets the connection's own writer, so that net/http
 	// closes the connection after responding to an oversized body.
-	x.unreadBody = false
 	counted := &countingReader{r: http.MaxBytesReader(x.w, r.Body, limit)}
 	body, err := readLimited(counted, r.ContentLength)
 	x.bytesIn = counted.n

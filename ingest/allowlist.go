@@ -40,6 +40,11 @@ type RateLimitsConfig struct {
 	// MaxKeys caps the keys of each limiter. When a limiter is full, the
 	// least recently used key loses its bucket.
 	MaxKeys int `yaml:"max_keys"`
+	// DeviceInFlight caps the sync requests of one device that ingest
+	// handles at once; more get 429. A gzip body of about 1 KB can inflate
+	// to a 1 MiB buffer while the client stalls, so without the cap one
+	// device token could hold gigabytes. 0 turns the cap off.
+	DeviceInFlight int `yaml:"device_in_flight"`
 }
 
 func defaultRateLimits() RateLimitsConfig {
@@ -48,6 +53,9 @@ func defaultRateLimits() RateLimitsConfig {
 		Account: RateLimit{Rate: 1000, Burst: 2000},
 		Device:  RateLimit{Rate: 50, Burst: 100},
 		MaxKeys: 100_000,
+		// A sync client uploads one batch after another; 8 leaves room for
+		// retries that overlap a request still in flight.
+		DeviceInFlight: 8,
 	}
 }
 
@@ -105,6 +113,9 @@ func (c Config) validateEdge() error {
 	}
 	if c.RateLimits.MaxKeys < 1 || c.RateLimits.MaxKeys > 1<<30 {
 		return fmt.Errorf("ingest.rate_limits.max_keys: must be between 1 and %d, got %d", 1<<30, c.RateLimits.MaxKeys)
+	}
+	if c.RateLimits.DeviceInFlight < 0 {
+		return fmt.Errorf("ingest.rate_limits.device_in_flight: must be 0 (off) or positive, got %d", c.RateLimits.DeviceInFlight)
 	}
 	if c.Blocks.MaxEntries < 1 {
 		return fmt.Errorf("ingest.blocks.max_entries: must be positive, got %d", c.Blocks.MaxEntries)

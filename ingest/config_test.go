@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"app names repeated", func(c *Config) { c.WhatsAppApps = append(c.WhatsAppApps, c.WhatsAppApps[0]) }, "whatsapp.apps[1].name"},
 		{"listen addr", func(c *Config) { c.ListenAddr = "8080" }, "ingest.listen_addr"},
 		{"produce timeout", func(c *Config) { c.ProduceTimeout = 0 }, "ingest.produce_timeout"},
+		{"device in flight negative", func(c *Config) { c.RateLimits.DeviceInFlight = -1 }, "ingest.rate_limits.device_in_flight"},
+		{"device in flight off", func(c *Config) { c.RateLimits.DeviceInFlight = 0 }, ""},
 		{"write timeout equal to read timeout", func(c *Config) { c.WriteTimeout = c.ReadTimeout }, "ingest.write_timeout: must be at least read_timeout (30s) + produce_timeout (2s) + 1s = 33s"},
 		{"write timeout without room to produce", func(c *Config) { c.WriteTimeout = c.ReadTimeout + time.Second }, "got 31s"},
 		{"write timeout just long enough", func(c *Config) { c.WriteTimeout = c.ReadTimeout + c.ProduceTimeout + time.Second }, ""},

@@ -160,6 +160,41 @@ type rateLimiters struct {
 	source  *keyedLimiter[netip.Addr]
 	account *keyedLimiter[string]
 	device  *keyedLimiter[string]
+	// inFlight counts the sync requests of each device being handled; nil
+	// when device_in_flight is 0.
+	inFlight *inFlightCounter
+}
+
+// inFlightCounter counts requests in progress per key, up to max each.
+// A key leaves the map when its count falls to 0, so its size is bounded
+// by the requests in progress.
+type inFlightCounter struct {
+	max   int
+	mu    sync.Mutex
+	count map[string]int
+}
+
+// enter counts one more request of key and reports whether it is within
+// max. A request that gets false is not counted.
+func (c *inFlightCounter) enter(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.count[key] >= c.max {
+		return false
+	}
+	c.count[key]++
+	return true
+}
+
+// leave ends a request that enter admitted.
+func (c *inFlightCounter) leave(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.count[key] <= 1 {
+		delete(c.count, key)
+		return
+	}
+	c.count[key]--
 }
 
 func newRateLimiters(c RateLimitsConfig) rateLimiters {
@@ -172,6 +207,9 @@ func newRateLimiters(c RateLimitsConfig) rateLimiters {
 	}
 	if c.Device.Rate > 0 {
 		l.device = newKeyedLimiter[string](c.Device.Rate, c.Device.Burst, c.MaxKeys)
+	}
+	if c.DeviceInFlight > 0 {
+		l.inFlight = &inFlightCounter{max: c.DeviceInFlight, count: make(map[string]int)}
 	}
 	return l
 }
@@ -248,6 +286,25 @@ func (s *Server) admitDevice(x *exchange, device string) bool {
 		return false
 	}
 	return s.admitLimit(x, s.limits.device, device, now, "too many requests from this device; retry later")
+}
+
+// enterDevice admits a sync request of device while fewer than
+// device_in_flight of its requests are in progress, and otherwise responds
+// 429. When it returns true, the caller must call leaveDevice.
+func (s *Server) enterDevice(x *exchange, device string) bool {
+	if s.limits.inFlight == nil || s.limits.inFlight.enter(device) {
+		return true
+	}
+	x.Header().Set("Retry-After", "1")
+	s.fail(x, schemas.ReasonRateLimited, "too many requests from this device in progress; retry later")
+	return false
+}
+
+// leaveDevice ends a request that enterDevice admitted.
+func (s *Server) leaveDevice(device string) {
+	if s.limits.inFlight != nil {
+		s.limits.inFlight.leave(device)
+	}
 }
 
 func (s *Server) admitLimit(x *exchange, l *keyedLimiter[string], key string, now time.Time, detail string) bool {

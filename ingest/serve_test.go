@@ -430,3 +430,77 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		}
 	})
 }
+
+// TestDeviceInFlightCap holds device_in_flight sync requests of one device
+// open with stalled bodies. The next request of that device gets 429 at
+// once, another device is not affected, and the slots come back when the
+// stalled requests end.
+func TestDeviceInFlightCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.ReadTimeout = time.Second
+		c.WriteTimeout = c.ReadTimeout + c.ProduceTimeout + minResponseTime
+		c.RateLimits.DeviceInFlight = 2
+	})
+	base, _ := serving(t, h)
+	addr := strings.TrimPrefix(base, "http://")
+	token := h.token(h.claims())
+	stalledHead := "POST /v1/sync/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+		"Authorization: Bearer " + token + "\r\nX-Device-ID: " + testDevice + "\r\nContent-Length: 1000\r\n\r\n["
+
+	var stalled []net.Conn
+	for range 2 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := io.WriteString(conn, stalledHead); err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, conn)
+	}
+	// The stalled requests must be in their handlers before the next one.
+	waitFor(t, "two requests in flight", func() bool {
+		h.srv.limits.inFlight.mu.Lock()
+		defer h.srv.limits.inFlight.mu.Unlock()
+		return h.srv.limits.inFlight.count[testDevice] == 2
+	})
+
+	body := []byte("[" + h.event("cap-1") + "]")
+	rec := h.do(h.syncRequest("application/json", body, token))
+	wantProblem(t, rec, http.StatusTooManyRequests, schemas.ReasonRateLimited)
+	if got := rec.Header().Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1", got)
+	}
+
+	claims := h.claims()
+	claims["device_id"] = "dev-other"
+	other := h.syncRequest("application/json", []byte("["+strings.Replace(h.event("cap-2"), testDevice, "dev-other", 1)+"]"), h.token(claims))
+	other.Header.Set("X-Device-ID", "dev-other")
+	if rec := h.do(other); rec.Code != http.StatusAccepted {
+		t.Errorf("another device: status %d, want 202: %s", rec.Code, rec.Body)
+	}
+
+	// The stalled requests end with 408 after read_timeout, which frees
+	// their slots.
+	for _, conn := range stalled {
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("stalled request: status %d, want 408", resp.StatusCode)
+		}
+	}
+	waitFor(t, "the slots to be freed", func() bool {
+		h.srv.limits.inFlight.mu.Lock()
+		defer h.srv.limits.inFlight.mu.Unlock()
+		return len(h.srv.limits.inFlight.count) == 0
+	})
+	if rec := h.do(h.syncRequest("application/json", body, token)); rec.Code != http.StatusAccepted {
+		t.Errorf("after the stalled requests ended: status %d, want 202: %s", rec.Code, rec.Body)
+	}
+}

@@ -66,6 +66,10 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !s.enterDevice(x, device) {
+		return
+	}
+	defer s.leaveDevice(device)
 	body, ok := s.readSyncBody(x, r)
 	if !ok {
 		return
@@ -383,7 +387,7 @@ func (s *Server) writeJSON(x *exchange, status int, v any) {
 }
 
 // countingReader counts the bytes read through it, and keeps the first
-// error other than io.EOF, so that a failed read can be told apart from a
+// error other than io.EOF, so that a failed read can be distinguished from a
 // decoder's complaint about what it read.
 type countingReader struct {
 	r   io.Reader

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,7 +90,11 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, route string) *ex
 	}
 	// HTTP/2 needs no such care: a response ends its stream whatever is
 	// left of the body.
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+	// A client that sent Expect: 100-continue waits for the server to
+	// request the body. Reading it would send 100 Continue and invite a
+	// rejected client to upload, so such a body is left to net/http,
+	// which closes the connection instead.
+	if r.ProtoMajor == 1 && r.ContentLength != 0 && !expectsContinue(r) {
 		x.body = r.Body
 	}
 	h := w.Header()
@@ -163,7 +168,7 @@ func (s *Server) fail(x *exchange, code, detail string) {
 	if x.body != nil && (code == schemas.ReasonPayloadTooLarge || code == schemas.ReasonRequestTimeout) {
 		// The rest of the body is too large to read, or it does not come.
 		x.body = nil
-		h.Set("Connection", "close")
+		closeConn(x)
 	}
 	s.settleBody(x)
 	if p.status == http.StatusServiceUnavailable {
@@ -216,6 +221,7 @@ func (s *Server) settleBody(x *exchange) {
 	rc := http.NewResponseController(x.w)
 	if err := rc.SetReadDeadline(time.Now().Add(bodyDrainWait)); err == nil {
 		n, err := io.Copy(io.Discard, io.LimitReader(body, maxBodyDrain+1))
+		x.bytesIn += int(n)
 		if err == nil && n <= maxBodyDrain {
 			// Lift the short deadline, which would otherwise end net/http's
 			// wait for the next request on this connection.
@@ -223,7 +229,23 @@ func (s *Server) settleBody(x *exchange) {
 			return
 		}
 	}
+	closeConn(x)
+}
+
+// closeConn makes net/http close an HTTP/1 connection after the response
+// without reading more of the request body: Connection: close skips the
+// read before the response, and a read deadline in the past ends the one
+// after it at once, which would otherwise hold the socket until
+// read_timeout.
+func closeConn(x *exchange) {
 	x.Header().Set("Connection", "close")
+	_ = http.NewResponseController(x.w).SetReadDeadline(time.Unix(1, 0))
+}
+
+// expectsContinue reports whether r asks for 100 Continue before sending
+// its body.
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Expect"), "100-continue")
 }
 
 // newID returns 128 random bits in hex.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,6 +381,8 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		{"webhook without signature", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"entry\":[", http.StatusUnauthorized},
 		{"sync without token", "POST /v1/sync/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Device-ID: dev-42\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n[{\"a\"\r\n", http.StatusUnauthorized},
 		{"no such route", "POST /v2/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusNotFound},
+		{"expect 100-continue", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n", http.StatusUnauthorized},
+		{"health check with a body", "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusOK},
 		{"handshake with a body", "GET /webhooks/whatsapp?hub.mode=subscribe&hub.challenge=42&hub.verify_token=" + testVerifyToken + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[", http.StatusOK},
 		{"webhook over the body limit", "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256=" + strings.Repeat("0", 64) + "\r\nContent-Length: 100000\r\n\r\n[", http.StatusRequestEntityTooLarge},
 	} {
@@ -391,6 +394,36 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 			}
 			if !resp.Close {
 				t.Error("the response leaves the connection open with an unread body on it")
+			}
+		})
+	}
+
+	for name, req := range map[string]string{
+		"stalled rejection closes the socket":   "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+		"body over the limit closes the socket": "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			// read_timeout is 20s: a server that held the socket until
+			// then would make this read time out after 10s instead.
+			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("read after the %d response: %v, want the server to have closed the connection", resp.StatusCode, err)
 			}
 		})
 	}

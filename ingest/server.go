@@ -405,12 +405,14 @@ func (s *Server) pingKafka(ctx context.Context) {
 	}
 }
 
-func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	closeIfBody(w, r)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	closeIfBody(w, r)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !s.Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -418,6 +420,15 @@ func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// closeIfBody closes an HTTP/1 connection after a probe that sent a body,
+// which probes do not need: net/http would otherwise read that body
+// before responding, and wait read_timeout for one that stalls.
+func closeIfBody(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 func (s *Server) serveNotFound(w http.ResponseWriter, r *http.Request) {

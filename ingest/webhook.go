@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/segmentio/encoding/json"
@@ -120,10 +121,17 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	// An unparsable but correctly signed body is still accepted, keyed by
 	// the app name. The processors dead-letter it with its parse error.
 	key := match.app
-	if id := phoneNumberID(body); id != "" {
-		key = id
-		x.account = id
+	first, accounts := phoneNumberIDs(body)
+	if first != "" {
+		key = first
+		x.account = first
+	}
+	// Every account in the body is checked, because the processors store
+	// each change under its own account: a blocked account must not get
+	// through behind another one.
+	for _, id := range accounts {
 		if !s.admitAccount(x, id) {
+			x.account = id
 			return
 		}
 	}
@@ -201,27 +209,58 @@ func (p *probeID) UnmarshalJSON(b []byte) error {
 // not a number of at most maxPhoneNumberIDLen digits, or when the body does
 // not parse.
 func phoneNumberID(body []byte) string {
+	first, _ := phoneNumberIDs(body)
+	return first
+}
+
+// phoneNumberIDs returns what phoneNumberID returns, and every distinct
+// phone_number_id of the notification that is a number of at most
+// maxPhoneNumberIDLen digits, in the order they appear.
+func phoneNumberIDs(body []byte) (first string, all []string) {
 	if !nestingWithin(body, maxJSONDepth) {
-		return ""
+		return "", nil
 	}
 	var probe webhookProbe
 	// Field names match exactly, as in the processors, so that a body
 	// with "PHONE_NUMBER_ID" beside "phone_number_id" gets the key and
 	// account that the processors store it under.
 	if _, err := json.Parse(body, &probe, json.ZeroCopy|json.DontMatchCaseInsensitiveStructFields); err != nil {
-		return ""
+		return "", nil
 	}
+	seenFirst := false
+	var seen map[string]bool // for long lists, where a linear search is slow
 	for _, e := range probe.Entry {
 		for _, c := range e.Changes {
-			if id := string(c.Value.Metadata.PhoneNumberID); id != "" {
-				if !isDigits(id) || len(id) > maxPhoneNumberIDLen {
-					return ""
+			id := string(c.Value.Metadata.PhoneNumberID)
+			if id == "" {
+				continue
+			}
+			valid := isDigits(id) && len(id) <= maxPhoneNumberIDLen
+			if !seenFirst {
+				seenFirst = true
+				if valid {
+					first = id
 				}
-				return id
+			}
+			switch {
+			case !valid:
+			case seen != nil:
+				if !seen[id] {
+					seen[id] = true
+					all = append(all, id)
+				}
+			case !slices.Contains(all, id):
+				all = append(all, id)
+				if len(all) == 16 {
+					seen = make(map[string]bool, 64)
+					for _, a := range all {
+						seen[a] = true
+					}
+				}
 			}
 		}
 	}
-	return ""
+	return first, all
 }
 
 func isDigits(s string) bool {

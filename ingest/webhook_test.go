@@ -253,6 +253,40 @@ func TestPhoneNumberIDAsNumber(t *testing.T) {
 	}
 }
 
+func TestPhoneNumberIDsListsEveryAccount(t *testing.T) {
+	var changes []string
+	for i := range 40 {
+		changes = append(changes, fmt.Sprintf(`{"value":{"metadata":{"phone_number_id":"%d"}}}`, 100+i%20))
+	}
+	body := `{"entry":[{"changes":[{"value":{"metadata":{"phone_number_id":"12ab"}}}]},{"changes":[` + strings.Join(changes, ",") + `]}]}`
+	first, all := phoneNumberIDs([]byte(body))
+	if first != "" {
+		t.Errorf("first = %q, want none because the first id is not a number", first)
+	}
+	if len(all) != 20 || all[0] != "100" || all[19] != "119" {
+		t.Errorf("all = %v, want the 20 distinct ids 100 to 119 in order", all)
+	}
+}
+
+// TestWebhookBlockedSecondAccount sends a signed webhook whose second
+// entry is for a blocked account. The processors would store that entry,
+// so ingest must reject the whole webhook.
+func TestWebhookBlockedSecondAccount(t *testing.T) {
+	h := newHarness(t, nil)
+	k, v := controlValue(t, schemas.ControlRecord{Kind: schemas.ControlBlockAccount, Value: "300000000000003", Active: true})
+	if err := h.srv.blocks.apply(k, v, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"object":"whatsapp_business_account","entry":[` +
+		`{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"200000000000002"}}}]},` +
+		`{"id":"2","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"300000000000003"}}}]}]}`
+	rec := h.do(webhookRequest([]byte(body), map[string]string{"X-Hub-Signature-256": sign(testAppSecret, []byte(body))}))
+	wantProblem(t, rec, http.StatusForbidden, schemas.ReasonBlocked)
+	if ev := h.auditEvents(1)[0]; ev.Account != "300000000000003" {
+		t.Errorf("audit account = %q, want the blocked 300000000000003", ev.Account)
+	}
+}
+
 func TestWebhookBodyLimit(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.WebhookMaxBodyBytes = 1024 })
 	big := append(waBody("x"), bytes.Repeat([]byte(" "), 2000)...)

@@ -48,6 +48,9 @@ type exchange struct {
 	// body is the request body of an HTTP/1 request that has one, until
 	// settleBody has dealt with what the handler left unread.
 	body io.ReadCloser
+	// expectPending is set for an HTTP/1 request that sent Expect:
+	// 100-continue, until its handler starts to read the body.
+	expectPending bool
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
@@ -94,8 +97,12 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, route string) *ex
 	// request the body. Reading it would send 100 Continue and invite a
 	// rejected client to upload, so such a body is left to net/http,
 	// which closes the connection instead.
-	if r.ProtoMajor == 1 && r.ContentLength != 0 && !expectsContinue(r) {
-		x.body = r.Body
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		if expectsContinue(r) {
+			x.expectPending = true
+		} else {
+			x.body = r.Body
+		}
 	}
 	h := w.Header()
 	h.Set("X-Request-Id", x.requestID)
@@ -213,6 +220,12 @@ const (
 // clients expect. Otherwise the response carries Connection: close and
 // goes out at once; net/http then closes the connection.
 func (s *Server) settleBody(x *exchange) {
+	if x.expectPending {
+		// The body was never requested, so none will come.
+		x.expectPending = false
+		closeConn(x)
+		return
+	}
 	if x.body == nil {
 		return
 	}

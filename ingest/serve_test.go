@@ -401,6 +401,8 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 	for name, req := range map[string]string{
 		"stalled rejection closes the socket":   "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
 		"body over the limit closes the socket": "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+		"expect 100-continue closes the socket": "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n",
+		"health check closes the socket":        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[",
 	} {
 		t.Run(name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", addr)
@@ -427,6 +429,42 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("signed webhook with expect is stored", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		body := waBody("sent after 100 Continue")
+		head := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" +
+			"X-Hub-Signature-256: " + sign(testAppSecret, body) + "\r\n" +
+			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		cont, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cont.StatusCode != http.StatusContinue {
+			t.Fatalf("first response: status %d, want 100", cont.StatusCode)
+		}
+		if _, err := conn.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Errorf("final response: status %d, close %v; want 200 on a kept connection", resp.StatusCode, resp.Close)
+		}
+	})
 
 	t.Run("complete body keeps the connection", func(t *testing.T) {
 		// Two pipelined requests: a rejected webhook whose body has fully

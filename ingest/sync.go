@@ -292,6 +292,7 @@ func (s *Server) readSyncBody(x *exchange, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 
+	x.expectPending = false
 	counted := &countingReader{r: http.MaxBytesReader(x.w, r.Body, limit)}
 	var body []byte
 	var err error

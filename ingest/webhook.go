@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -99,6 +100,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 
 	// MaxBytesReader gets the connection's own writer, so that net/http
 	// closes the connection after responding to an oversized body.
+	x.expectPending = false
 	counted := &countingReader{r: http.MaxBytesReader(x.w, r.Body, limit)}
 	body, err := readLimited(counted, r.ContentLength)
 	x.bytesIn = counted.n
@@ -126,14 +128,20 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		key = first
 		x.account = first
 	}
-	// Every account in the body is checked, because the processors store
-	// each change under its own account: a blocked account must not get
-	// through behind another one.
+	// Every account in the body is checked against blocks, because the
+	// processors store each change under its own account: a blocked
+	// account must not get through behind another one. Only the key
+	// account is rate limited, so that a body listing thousands of
+	// accounts cannot push every other bucket out of the limiter.
 	for _, id := range accounts {
-		if !s.admitAccount(x, id) {
+		if s.blocks.blocked(schemas.ControlBlockAccount, id, time.Now()) {
 			x.account = id
+			s.fail(x, schemas.ReasonBlocked, "the account is blocked")
 			return
 		}
+	}
+	if first != "" && !s.admitAccount(x, first) {
+		return
 	}
 	receivedAt := x.start.UTC().Format(timeFormat)
 	rec := &kgo.Record{
@@ -172,6 +180,7 @@ func (s *Server) failUnavailable(x *exchange, err error) {
 // record key. Everything else is skipped unparsed.
 type webhookProbe struct {
 	Entry []struct {
+		ID      probeID `json:"id"`
 		Changes []struct {
 			Value struct {
 				Metadata struct {
@@ -213,9 +222,10 @@ func phoneNumberID(body []byte) string {
 	return first
 }
 
-// phoneNumberIDs returns what phoneNumberID returns, and every distinct
-// phone_number_id of the notification that is a number of at most
-// maxPhoneNumberIDLen digits, in the order they appear.
+// phoneNumberIDs returns what phoneNumberID returns, and the account of
+// every change as the processors store it, without repeats: its
+// phone_number_id, or the entry's id when it has none. Only accounts that
+// are numbers of at most maxPhoneNumberIDLen digits are listed.
 func phoneNumberIDs(body []byte) (first string, all []string) {
 	if !nestingWithin(body, maxJSONDepth) {
 		return "", nil
@@ -229,35 +239,40 @@ func phoneNumberIDs(body []byte) (first string, all []string) {
 	}
 	seenFirst := false
 	var seen map[string]bool // for long lists, where a linear search is slow
+	add := func(id string) {
+		switch {
+		case !isDigits(id) || len(id) > maxPhoneNumberIDLen:
+		case seen != nil:
+			if !seen[id] {
+				seen[id] = true
+				all = append(all, id)
+			}
+		case !slices.Contains(all, id):
+			all = append(all, id)
+			if len(all) == 16 {
+				seen = make(map[string]bool, 64)
+				for _, a := range all {
+					seen[a] = true
+				}
+			}
+		}
+	}
 	for _, e := range probe.Entry {
 		for _, c := range e.Changes {
 			id := string(c.Value.Metadata.PhoneNumberID)
 			if id == "" {
+				// The processors fall back to the entry id. It is listed
+				// for the block check, but it is not the record key.
+				add(string(e.ID))
 				continue
 			}
-			valid := isDigits(id) && len(id) <= maxPhoneNumberIDLen
 			if !seenFirst {
 				seenFirst = true
-				if valid {
+				if isDigits(id) && len(id) <= maxPhoneNumberIDLen {
 					first = id
 				}
 			}
-			switch {
-			case !valid:
-			case seen != nil:
-				if !seen[id] {
-					seen[id] = true
-					all = append(all, id)
-				}
-			case !slices.Contains(all, id):
-				all = append(all, id)
-				if len(all) == 16 {
-					seen = make(map[string]bool, 64)
-					for _, a := range all {
-						seen[a] = true
-					}
-				}
-			}
+			add(id)
 		}
 	}
 	return first, all

@@ -285,6 +285,32 @@ func TestWebhookBlockedSecondAccount(t *testing.T) {
 	if ev := h.auditEvents(1)[0]; ev.Account != "300000000000003" {
 		t.Errorf("audit account = %q, want the blocked 300000000000003", ev.Account)
 	}
+
+	// Without phone_number_id the processors store the change under the
+	// entry id, so the block must apply to that too.
+	byEntry := `{"object":"whatsapp_business_account","entry":[` +
+		`{"id":"300000000000003","changes":[{"field":"messages","value":{"metadata":{}}}]}]}`
+	rec = h.do(webhookRequest([]byte(byEntry), map[string]string{"X-Hub-Signature-256": sign(testAppSecret, []byte(byEntry))}))
+	wantProblem(t, rec, http.StatusForbidden, schemas.ReasonBlocked)
+}
+
+// TestWebhookRateLimitsKeyAccountOnly sends bodies listing many accounts.
+// Only the record key's account spends a token, so such bodies cannot
+// push other accounts' buckets out of the limiter.
+func TestWebhookRateLimitsKeyAccountOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	var entries []string
+	for i := range 50 {
+		entries = append(entries, fmt.Sprintf(`{"id":"1","changes":[{"value":{"metadata":{"phone_number_id":"%d"}}}]}`, 400000000000000+i))
+	}
+	body := `{"object":"whatsapp_business_account","entry":[` + strings.Join(entries, ",") + `]}`
+	rec := h.do(webhookRequest([]byte(body), map[string]string{"X-Hub-Signature-256": sign(testAppSecret, []byte(body))}))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200", rec.Code)
+	}
+	if n := h.srv.limits.account.size.Load(); n != 1 {
+		t.Errorf("the account limiter holds %d buckets after one webhook, want 1", n)
+	}
 }
 
 func TestWebhookBodyLimit(t *testing.T) {

@@ -131,7 +131,7 @@ func wrapGzipErr(err error) error {
 // net/http then closes an HTTP/1 connection, whose unread body it cannot
 // skip. Validate keeps write_timeout longer than read_timeout, so that
 // this response can still be written. Any other failure gets 400
-// invalid_request, which mostly reaches nobody because the client went
+// invalid_request, which the client mostly never reads because it went
 // away.
 func (s *Server) failBodyRead(x *exchange, err error) {
 	x.detail = bodyReadDetail(err)

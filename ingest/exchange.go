@@ -91,12 +91,11 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, route string) *ex
 		source:    remoteHost(r.RemoteAddr),
 		reason:    schemas.ReasonOK,
 	}
-	// HTTP/2 needs no such care: a response ends its stream whatever is
-	// left of the body.
-	// A client that sent Expect: 100-continue waits for the server to
-	// request the body. Reading it would send 100 Continue and invite a
-	// rejected client to upload, so such a body is left to net/http,
-	// which closes the connection instead.
+	// Only HTTP/1 bodies need settleBody: over HTTP/2 a response ends its
+	// stream whatever is left of the body. A client that sent Expect:
+	// 100-continue waits for the server to request the body. Reading it
+	// would send 100 Continue and invite a rejected client to upload, so
+	// settleBody closes such a connection instead.
 	if r.ProtoMajor == 1 && r.ContentLength != 0 {
 		if expectsContinue(r) {
 			x.expectPending = true
@@ -175,7 +174,7 @@ func (s *Server) fail(x *exchange, code, detail string) {
 	if x.body != nil && (code == schemas.ReasonPayloadTooLarge || code == schemas.ReasonRequestTimeout) {
 		// The rest of the body is too large to read, or it does not come.
 		x.body = nil
-		closeConn(x)
+		closeConn(x.w)
 	}
 	s.settleBody(x)
 	if p.status == http.StatusServiceUnavailable {
@@ -223,7 +222,7 @@ func (s *Server) settleBody(x *exchange) {
 	if x.expectPending {
 		// The body was never requested, so none will come.
 		x.expectPending = false
-		closeConn(x)
+		closeConn(x.w)
 		return
 	}
 	if x.body == nil {
@@ -242,20 +241,20 @@ func (s *Server) settleBody(x *exchange) {
 			return
 		}
 	}
-	closeConn(x)
+	closeConn(x.w)
 }
 
 // closeConn makes net/http close an HTTP/1 connection after the response
-// without reading more of the request body: Connection: close skips the
-// read before the response, and a read deadline in the past ends the one
+// without reading more of the request body. Connection: close skips the
+// read before the response. A read deadline in the past ends the read
 // after it at once, which would otherwise hold the socket until
 // read_timeout.
-func closeConn(x *exchange) {
-	x.Header().Set("Connection", "close")
-	_ = http.NewResponseController(x.w).SetReadDeadline(time.Unix(1, 0))
+func closeConn(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 }
 
-// expectsContinue reports whether r asks for 100 Continue before sending
+// expectsContinue reports whether r requests 100 Continue before sending
 // its body.
 func expectsContinue(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Expect"), "100-continue")

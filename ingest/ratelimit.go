@@ -264,16 +264,27 @@ func (l rateLimiters) register(reg prometheus.Registerer) error {
 func (l *keyedLimiter[K]) sizeMetric() float64      { return float64(l.size.Load()) }
 func (l *keyedLimiter[K]) evictionsMetric() float64 { return float64(l.evictions.Load()) }
 
-// admitAccount rejects a webhook for a blocked account, or one over the
-// account rate limit. It runs after the signature check, so that only
-// holders of the app secret spend an account's budget.
-func (s *Server) admitAccount(x *exchange, account string) bool {
+// admitAccounts rejects a webhook when any of accounts is blocked, or
+// when key, the account of its record key, is over the account rate
+// limit. Every account is checked against blocks, because the processors
+// store each change under its own account, so a blocked account must not
+// get through behind another one. Only key is rate limited, so that a
+// body listing thousands of accounts cannot push every other bucket out
+// of the limiter. It runs after the signature check, so that only holders
+// of the app secret spend an account's budget.
+func (s *Server) admitAccounts(x *exchange, key string, accounts []string) bool {
 	now := time.Now()
-	if s.blocks.blocked(schemas.ControlBlockAccount, account, now) {
-		s.fail(x, schemas.ReasonBlocked, "the account is blocked")
-		return false
+	for _, id := range accounts {
+		if s.blocks.blocked(schemas.ControlBlockAccount, id, now) {
+			x.account = id
+			s.fail(x, schemas.ReasonBlocked, "the account is blocked")
+			return false
+		}
 	}
-	return s.admitLimit(x, s.limits.account, account, now, "too many requests for this account; retry later")
+	if key == "" {
+		return true
+	}
+	return s.admitLimit(x, s.limits.account, key, now, "too many requests for this account; retry later")
 }
 
 // admitDevice rejects a sync request for a blocked device, or one over the

@@ -49,8 +49,9 @@ func serving(t *testing.T, h *harness) (string, func() error) {
 	return "http://" + ln.Addr().String(), stop
 }
 
-// rawExchange writes a raw HTTP/1.1 request and reads the response.
-func rawExchange(t *testing.T, addr, request string) *http.Response {
+// sendRaw dials addr, writes a raw HTTP/1.1 request and returns the
+// connection, with a 10s deadline, and a reader for its responses.
+func sendRaw(t *testing.T, addr, request string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -63,7 +64,14 @@ func rawExchange(t *testing.T, addr, request string) *http.Response {
 	if _, err := io.WriteString(conn, request); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	return conn, bufio.NewReader(conn)
+}
+
+// rawExchange writes a raw HTTP/1.1 request and reads the response.
+func rawExchange(t *testing.T, addr, request string) *http.Response {
+	t.Helper()
+	_, br := sendRaw(t, addr, request)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,18 +413,7 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		"health check closes the socket":        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[",
 	} {
 		t.Run(name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.WriteString(conn, req); err != nil {
-				t.Fatal(err)
-			}
-			br := bufio.NewReader(conn)
+			_, br := sendRaw(t, addr, req)
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -431,22 +428,12 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 	}
 
 	t.Run("signed webhook with expect is stored", func(t *testing.T) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
 		body := waBody("sent after 100 Continue")
 		head := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n" +
 			"X-Hub-Signature-256: " + sign(testAppSecret, body) + "\r\n" +
 			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
-		if _, err := io.WriteString(conn, head); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(conn)
+		conn, br := sendRaw(t, addr, head)
+
 		cont, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -457,6 +444,7 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		if _, err := conn.Write(body); err != nil {
 			t.Fatal(err)
 		}
+
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -470,20 +458,10 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		// Two pipelined requests: a rejected webhook whose body has fully
 		// arrived, then a health check. Both must get a response on the one
 		// connection.
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
 		req := "POST /webhooks/whatsapp HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}" +
 			"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-		if _, err := io.WriteString(conn, req); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(conn)
+		_, br := sendRaw(t, addr, req)
+
 		first, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -492,6 +470,7 @@ func TestEarlyRejectionSkipsStalledBody(t *testing.T) {
 		if first.StatusCode != http.StatusUnauthorized || first.Close {
 			t.Fatalf("first response: status %d, close %v; want 401 on a kept connection", first.StatusCode, first.Close)
 		}
+
 		second, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("no response to the pipelined request: %v", err)
@@ -520,14 +499,7 @@ func TestDeviceInFlightCap(t *testing.T) {
 
 	var stalled []net.Conn
 	for range 2 {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if _, err := io.WriteString(conn, stalledHead); err != nil {
-			t.Fatal(err)
-		}
+		conn, _ := sendRaw(t, addr, stalledHead)
 		stalled = append(stalled, conn)
 	}
 	// The stalled requests must be in their handlers before the next one.

@@ -427,10 +427,7 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 // before responding, and wait read_timeout for one that stalls.
 func closeIfBody(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 && r.ContentLength != 0 {
-		w.Header().Set("Connection", "close")
-		// A read deadline in the past also ends net/http's read of the
-		// body after the handler, which would hold the socket otherwise.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+		closeConn(w)
 	}
 }
 

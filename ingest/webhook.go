@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -128,19 +127,7 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		key = first
 		x.account = first
 	}
-	// Every account in the body is checked against blocks, because the
-	// processors store each change under its own account: a blocked
-	// account must not get through behind another one. Only the key
-	// account is rate limited, so that a body listing thousands of
-	// accounts cannot push every other bucket out of the limiter.
-	for _, id := range accounts {
-		if s.blocks.blocked(schemas.ControlBlockAccount, id, time.Now()) {
-			x.account = id
-			s.fail(x, schemas.ReasonBlocked, "the account is blocked")
-			return
-		}
-	}
-	if first != "" && !s.admitAccount(x, first) {
+	if !s.admitAccounts(x, first, accounts) {
 		return
 	}
 	receivedAt := x.start.UTC().Format(timeFormat)
@@ -223,9 +210,9 @@ func phoneNumberID(body []byte) string {
 }
 
 // phoneNumberIDs returns what phoneNumberID returns, and the account of
-// every change as the processors store it, without repeats: its
-// phone_number_id, or the entry's id when it has none. Only accounts that
-// are numbers of at most maxPhoneNumberIDLen digits are listed.
+// every change as the processors store it, sorted and without repeats:
+// its phone_number_id, or the entry's id when it has none. Only accounts
+// that are numbers of at most maxPhoneNumberIDLen digits are listed.
 func phoneNumberIDs(body []byte) (first string, all []string) {
 	if !nestingWithin(body, maxJSONDepth) {
 		return "", nil
@@ -238,23 +225,9 @@ func phoneNumberIDs(body []byte) (first string, all []string) {
 		return "", nil
 	}
 	seenFirst := false
-	var seen map[string]bool // for long lists, where a linear search is slow
 	add := func(id string) {
-		switch {
-		case !isDigits(id) || len(id) > maxPhoneNumberIDLen:
-		case seen != nil:
-			if !seen[id] {
-				seen[id] = true
-				all = append(all, id)
-			}
-		case !slices.Contains(all, id):
+		if isDigits(id) && len(id) <= maxPhoneNumberIDLen {
 			all = append(all, id)
-			if len(all) == 16 {
-				seen = make(map[string]bool, 64)
-				for _, a := range all {
-					seen[a] = true
-				}
-			}
 		}
 	}
 	for _, e := range probe.Entry {
@@ -275,7 +248,8 @@ func phoneNumberIDs(body []byte) (first string, all []string) {
 			add(id)
 		}
 	}
-	return first, all
+	slices.Sort(all)
+	return first, slices.Compact(all)
 }
 
 func isDigits(s string) bool {

@@ -264,7 +264,7 @@ func TestPhoneNumberIDsListsEveryAccount(t *testing.T) {
 		t.Errorf("first = %q, want none because the first id is not a number", first)
 	}
 	if len(all) != 20 || all[0] != "100" || all[19] != "119" {
-		t.Errorf("all = %v, want the 20 distinct ids 100 to 119 in order", all)
+		t.Errorf("all = %v, want the 20 distinct ids 100 to 119, sorted", all)
 	}
 }
 

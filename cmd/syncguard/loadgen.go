@@ -42,9 +42,6 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	if err := fset.Parse(args); err != nil {
 		return flagError(err)
 	}
-	if *duration <= 0 && *requests <= 0 {
-		return errors.New("loadgen: set --duration, --requests or both, so that the run stops by itself")
-	}
 
 	if !flagSet(fset, "mix") && *signingKey == "" {
 		// Sync requests need a token signing key. Without one, the default
@@ -89,6 +86,9 @@ func loadgenCommand(ctx context.Context, args []string) error {
 	}
 
 	report, err := loadgen.Run(ctx, cfg)
+	if errors.Is(err, loadgen.ErrUnbounded) {
+		return errors.New("loadgen: set --duration, --requests or both, so that the run stops by itself")
+	}
 	if errors.Is(err, loadgen.ErrPreconnect) {
 		return fmt.Errorf("%w (--target must be a SyncGuard ingest, or leave out --preconnect)", err)
 	}
